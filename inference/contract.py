@@ -1,0 +1,284 @@
+"""The model contract: what a Hemaview ONNX file must say about itself, in its metadata.
+
+This module is the one definition of the metadata keys. Training writes them at export,
+every backend reads them, and a model without them is refused with a message that names
+what is missing. The metadata is read with onnxruntime's `get_modelmeta()`, never by
+loading the graph.
+
+The model's SHA-256 is stored inside the file it describes, so it is defined over the file
+with that one value zeroed: `file_sha256()` below recomputes it, and a file whose content
+no longer matches its recorded digest (damaged, edited) is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from inference.errors import ModelContractError
+
+SCHEMA_VERSION = 1
+PREFIX = "hemaview."
+
+# Every key the contract defines. Values are strings; structured values are JSON.
+KEY_SCHEMA_VERSION = PREFIX + "schema_version"
+KEY_MODEL_NAME = PREFIX + "model_name"
+KEY_MODEL_VERSION = PREFIX + "model_version"
+KEY_INPUT_NAME = PREFIX + "input_name"
+KEY_INPUT_FORMAT = PREFIX + "input_format"
+KEY_OUTPUT_NAME = PREFIX + "output_name"
+KEY_EXTRA_OUTPUTS = PREFIX + "extra_outputs"
+KEY_PREPROCESS = PREFIX + "preprocess"
+KEY_DEFAULT_THRESHOLD = PREFIX + "default_threshold"
+KEY_MIN_LESION_AREA = PREFIX + "min_lesion_area_px"
+KEY_CLASS_NAMES = PREFIX + "class_names"
+KEY_TRAINING_DATA = PREFIX + "training_data"
+KEY_ATTRIBUTION = PREFIX + "attribution"
+KEY_METRICS = PREFIX + "metrics"
+KEY_TRAINING_CONFIG = PREFIX + "training_config"
+KEY_TRAINING_COMMIT = PREFIX + "training_commit"
+KEY_CREATED = PREFIX + "created"
+KEY_SHA256 = PREFIX + "model_sha256"
+
+REQUIRED_KEYS = (
+    KEY_SCHEMA_VERSION,
+    KEY_MODEL_NAME,
+    KEY_INPUT_NAME,
+    KEY_INPUT_FORMAT,
+    KEY_OUTPUT_NAME,
+    KEY_PREPROCESS,
+    KEY_DEFAULT_THRESHOLD,
+    KEY_MIN_LESION_AREA,
+    KEY_CLASS_NAMES,
+    KEY_TRAINING_DATA,
+    KEY_ATTRIBUTION,
+    KEY_METRICS,
+    KEY_TRAINING_COMMIT,
+    KEY_SHA256,
+)
+
+#: The only input layout schema 1 knows: RGB pixels as uint8, batch first, channels last.
+#: Normalisation (mean/std) happens inside the graph, so remote requests carry bytes, not floats.
+INPUT_FORMAT_UINT8_NHWC = "uint8-nhwc-rgb"
+
+#: Stand-in written before the digest is known; same length as a hex SHA-256.
+SHA256_PLACEHOLDER = "0" * 64
+
+IDRID_ATTRIBUTION = (
+    "Trained on the IDRiD dataset (c) Prasanna Porwal, Samiksha Pachade and Manesh Kokare, "
+    "CC BY 4.0; Porwal et al., Indian Diabetic Retinopathy Image Dataset (IDRiD): A Database "
+    "for Diabetic Retinopathy Screening Research, Data 2018, 3(3):25."
+)
+
+
+@dataclass(frozen=True)
+class FovParams:
+    """How the circular field of view is found (see inference.preprocess)."""
+
+    analysis_size: int = 512  # longest side of the thumbnail the search runs on
+    threshold: int = 20  # 0-255, on the red channel's blurred thumbnail
+    margin: float = 0.02  # extra border around the circle, as a fraction of its radius
+    min_radius_frac: float = 0.2  # of the photo's shorter side
+    min_fill: float = 0.85  # fraction of the fitted disc inside the image that must be bright
+
+
+@dataclass(frozen=True)
+class ClaheParams:
+    clip_limit: float = 2.0
+    tile_grid: int = 8
+    space: str = "lab-l"  # CLAHE on the L channel of CIE Lab: contrast up, hues kept
+
+
+@dataclass(frozen=True)
+class PreprocessRecipe:
+    """Everything the photo goes through before the graph; stored in the model file."""
+
+    working_size: int = 1024  # the square the field of view is resized to
+    fov: FovParams = field(default_factory=FovParams)
+    clahe: ClaheParams = field(default_factory=ClaheParams)
+    mask_outside_fov: bool = True
+    # Applied inside the graph to the uint8 input; recorded so the recipe is complete.
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> PreprocessRecipe:
+        raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise ValueError("the preprocessing recipe is not a JSON object")
+        return cls(
+            working_size=int(raw["working_size"]),
+            fov=_build(FovParams, raw.get("fov", {})),
+            clahe=_build(ClaheParams, raw.get("clahe", {})),
+            mask_outside_fov=bool(raw.get("mask_outside_fov", True)),
+            mean=_triple(raw.get("mean", (0.485, 0.456, 0.406))),
+            std=_triple(raw.get("std", (0.229, 0.224, 0.225))),
+        )
+
+
+def _build(cls: Any, raw: dict[str, Any]) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}")
+    return cls(**raw)
+
+
+def _triple(values: Any) -> tuple[float, float, float]:
+    a, b, c = (float(v) for v in values)
+    return (a, b, c)
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """The parsed contract of one model file."""
+
+    schema_version: int
+    model_name: str
+    model_version: str
+    input_name: str
+    input_format: str
+    output_name: str
+    preprocess: PreprocessRecipe
+    default_threshold: float
+    min_lesion_area_px: int
+    class_names: tuple[str, ...]
+    training_data: dict[str, Any]
+    attribution: str
+    metrics: dict[str, Any]
+    training_commit: str
+    sha256: str
+    training_config: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    extra_outputs: tuple[str, ...] = ()
+
+    def to_metadata(self) -> dict[str, str]:
+        """The metadata map export writes into the ONNX file."""
+        return {
+            KEY_SCHEMA_VERSION: str(self.schema_version),
+            KEY_MODEL_NAME: self.model_name,
+            KEY_MODEL_VERSION: self.model_version,
+            KEY_INPUT_NAME: self.input_name,
+            KEY_INPUT_FORMAT: self.input_format,
+            KEY_OUTPUT_NAME: self.output_name,
+            KEY_EXTRA_OUTPUTS: json.dumps(list(self.extra_outputs)),
+            KEY_PREPROCESS: self.preprocess.to_json(),
+            KEY_DEFAULT_THRESHOLD: repr(float(self.default_threshold)),
+            KEY_MIN_LESION_AREA: str(int(self.min_lesion_area_px)),
+            KEY_CLASS_NAMES: json.dumps(list(self.class_names)),
+            KEY_TRAINING_DATA: json.dumps(self.training_data, sort_keys=True),
+            KEY_ATTRIBUTION: self.attribution,
+            KEY_METRICS: json.dumps(self.metrics, sort_keys=True),
+            KEY_TRAINING_CONFIG: json.dumps(self.training_config, sort_keys=True),
+            KEY_TRAINING_COMMIT: self.training_commit,
+            KEY_CREATED: self.created,
+            KEY_SHA256: self.sha256,
+        }
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str], *, source: str = "the model") -> ModelContract:
+        """Parse and validate; raise ModelContractError naming what is missing or wrong."""
+        if not any(k.startswith(PREFIX) for k in meta):
+            raise ModelContractError(
+                f"{source} is not a Hemaview model: its metadata holds no model contract "
+                f"(expected keys such as {KEY_SCHEMA_VERSION}, {KEY_PREPROCESS})"
+            )
+        missing = [k for k in REQUIRED_KEYS if not meta.get(k)]
+        if missing:
+            raise ModelContractError(
+                f"{source} has an incomplete model contract; missing: {', '.join(missing)}"
+            )
+        try:
+            version = int(meta[KEY_SCHEMA_VERSION])
+        except ValueError:
+            raise ModelContractError(
+                f"{source}: schema version {meta[KEY_SCHEMA_VERSION]!r} is not a number"
+            ) from None
+        if version != SCHEMA_VERSION:
+            raise ModelContractError(
+                f"{source} uses model contract schema {version}; this Hemaview reads schema "
+                f"{SCHEMA_VERSION}. Use a model exported for this version."
+            )
+        if meta[KEY_INPUT_FORMAT] != INPUT_FORMAT_UINT8_NHWC:
+            raise ModelContractError(
+                f"{source}: input format {meta[KEY_INPUT_FORMAT]!r} is unknown "
+                f"(expected {INPUT_FORMAT_UINT8_NHWC!r})"
+            )
+        try:
+            threshold = float(meta[KEY_DEFAULT_THRESHOLD])
+            min_area = int(meta[KEY_MIN_LESION_AREA])
+            recipe = PreprocessRecipe.from_json(meta[KEY_PREPROCESS])
+            class_names = tuple(str(c) for c in json.loads(meta[KEY_CLASS_NAMES]))
+            training_data = json.loads(meta[KEY_TRAINING_DATA])
+            metrics = json.loads(meta[KEY_METRICS])
+            config = json.loads(meta.get(KEY_TRAINING_CONFIG) or "{}")
+            extra = tuple(json.loads(meta.get(KEY_EXTRA_OUTPUTS) or "[]"))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelContractError(f"{source}: the model contract is malformed ({exc})") from None
+        if not 0.0 < threshold < 1.0:
+            raise ModelContractError(f"{source}: default threshold {threshold} is outside (0, 1)")
+        if recipe.working_size < 32:
+            raise ModelContractError(f"{source}: working size {recipe.working_size} is too small")
+        sha = meta[KEY_SHA256].lower()
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise ModelContractError(f"{source}: recorded SHA-256 {sha!r} is not a hex digest")
+        return cls(
+            schema_version=version,
+            model_name=meta[KEY_MODEL_NAME],
+            model_version=meta.get(KEY_MODEL_VERSION, ""),
+            input_name=meta[KEY_INPUT_NAME],
+            input_format=meta[KEY_INPUT_FORMAT],
+            output_name=meta[KEY_OUTPUT_NAME],
+            preprocess=recipe,
+            default_threshold=threshold,
+            min_lesion_area_px=min_area,
+            class_names=class_names,
+            training_data=training_data,
+            attribution=meta[KEY_ATTRIBUTION],
+            metrics=metrics,
+            training_commit=meta[KEY_TRAINING_COMMIT],
+            sha256=sha,
+            training_config=config,
+            created=meta.get(KEY_CREATED, ""),
+            extra_outputs=extra,
+        )
+
+
+def file_sha256(data: bytes, recorded: str) -> str:
+    """SHA-256 of a model file's bytes with its own recorded digest zeroed.
+
+    The digest is written into the file after it was computed over the placeholder, so
+    replacing it back gives the bytes that were hashed.
+    """
+    needle = recorded.encode("ascii")
+    if needle != SHA256_PLACEHOLDER.encode("ascii"):
+        count = data.count(needle)
+        if count != 1:
+            raise ModelContractError(
+                f"the model file holds its recorded SHA-256 {count} times (expected once)"
+            )
+        data = data.replace(needle, SHA256_PLACEHOLDER.encode("ascii"))
+    return hashlib.sha256(data).hexdigest()
+
+
+def stamp_sha256(path: Path) -> str:
+    """Fill in the digest of a model file written with SHA256_PLACEHOLDER; return the digest.
+
+    The placeholder is an ASCII string of fixed length, so replacing it keeps every
+    protobuf length prefix valid. The file is rewritten atomically.
+    """
+    from inference.atomic import atomic_write_bytes
+
+    data = path.read_bytes()
+    placeholder = SHA256_PLACEHOLDER.encode("ascii")
+    if data.count(placeholder) != 1:
+        raise ModelContractError(f"{path}: expected exactly one SHA-256 placeholder in the file")
+    digest = hashlib.sha256(data).hexdigest()
+    atomic_write_bytes(path, data.replace(placeholder, digest.encode("ascii")))
+    return digest

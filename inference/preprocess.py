@@ -1,0 +1,230 @@
+"""Fundus preprocessing: the one copy, used by inference and imported by training.
+
+A photo goes through: find the circular field of view (FOV), crop a square around it,
+resize to the model's working size, blank what lies outside the circle, CLAHE. The
+`Geometry` remembers the exact rectangles, so a working-size map goes back to the very
+full-resolution pixels it came from (`Geometry.to_full`) and a full-resolution mask goes
+forward the same way (`Geometry.to_working`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from inference.contract import FovParams, PreprocessRecipe
+from inference.errors import NotFundusError
+
+
+@dataclass(frozen=True)
+class FieldOfView:
+    """The circular field of view in full-resolution pixel coordinates."""
+
+    cx: float
+    cy: float
+    radius: float
+    fill: float  # fraction of the fitted disc (inside the image) that is bright
+    clipped: bool  # the circle runs past the photo's edges (common: 50-degree cameras)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where the working image sits in the full photo, with the rectangles both ways."""
+
+    full_height: int
+    full_width: int
+    fov: FieldOfView
+    crop_x0: int  # top-left of the square crop, full-res pixels; may be negative
+    crop_y0: int
+    crop_side: int
+    working_size: int
+
+    @property
+    def scale(self) -> float:
+        """Working pixels per full-resolution pixel."""
+        return self.working_size / self.crop_side
+
+    def source_rect(self) -> tuple[int, int, int, int]:
+        """The part of the crop inside the photo: x0, y0, x1, y1 in full-res pixels."""
+        x0 = max(self.crop_x0, 0)
+        y0 = max(self.crop_y0, 0)
+        x1 = min(self.crop_x0 + self.crop_side, self.full_width)
+        y1 = min(self.crop_y0 + self.crop_side, self.full_height)
+        return x0, y0, x1, y1
+
+    def working_rect(self) -> tuple[int, int, int, int]:
+        """Where source_rect lands in the working image: x0, y0, x1, y1 in working pixels."""
+        x0, y0, x1, y1 = self.source_rect()
+        s = self.scale
+        wx0 = round((x0 - self.crop_x0) * s)
+        wy0 = round((y0 - self.crop_y0) * s)
+        wx1 = max(round((x1 - self.crop_x0) * s), wx0 + 1)
+        wy1 = max(round((y1 - self.crop_y0) * s), wy0 + 1)
+        return wx0, wy0, min(wx1, self.working_size), min(wy1, self.working_size)
+
+    def to_working(self, full: np.ndarray, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
+        """Map a full-resolution image or mask (H, W[, C]) to the working square (S, S[, C])."""
+        if full.shape[:2] != (self.full_height, self.full_width):
+            raise ValueError(
+                f"array of shape {full.shape[:2]} does not match the photo "
+                f"{self.full_height}x{self.full_width}"
+            )
+        x0, y0, x1, y1 = self.source_rect()
+        wx0, wy0, wx1, wy1 = self.working_rect()
+        out = np.zeros((self.working_size, self.working_size, *full.shape[2:]), full.dtype)
+        patch = cv2.resize(full[y0:y1, x0:x1], (wx1 - wx0, wy1 - wy0), interpolation=interpolation)
+        out[wy0:wy1, wx0:wx1] = patch.reshape(out[wy0:wy1, wx0:wx1].shape)
+        return out
+
+    def to_full(self, working: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+        """Map a working-size map (S, S) back to full resolution (H, W); zero outside the crop."""
+        if working.shape[:2] != (self.working_size, self.working_size):
+            raise ValueError(f"expected a {self.working_size}x{self.working_size} map, got {working.shape}")
+        x0, y0, x1, y1 = self.source_rect()
+        wx0, wy0, wx1, wy1 = self.working_rect()
+        out = np.zeros((self.full_height, self.full_width, *working.shape[2:]), working.dtype)
+        patch = np.ascontiguousarray(working[wy0:wy1, wx0:wx1])
+        out[y0:y1, x0:x1] = cv2.resize(patch, (x1 - x0, y1 - y0), interpolation=interpolation).reshape(
+            out[y0:y1, x0:x1].shape
+        )
+        return out
+
+    def fov_mask_working(self) -> np.ndarray:
+        """bool (S, S): the field-of-view disc in working pixels."""
+        s = self.scale
+        cx = (self.fov.cx - self.crop_x0) * s
+        cy = (self.fov.cy - self.crop_y0) * s
+        yy, xx = np.ogrid[: self.working_size, : self.working_size]
+        inside = (xx - cx + 0.5) ** 2 + (yy - cy + 0.5) ** 2 <= (self.fov.radius * s) ** 2
+        # The disc is also limited to the photo: clipped circles end at its edges.
+        wx0, wy0, wx1, wy1 = self.working_rect()
+        bounds = np.zeros_like(inside)
+        bounds[wy0:wy1, wx0:wx1] = True
+        return np.asarray(inside & bounds)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Preprocessed:
+    image: np.ndarray  # (S, S, 3) uint8 RGB: the model's input
+    geometry: Geometry
+
+
+def find_fov(rgb: np.ndarray, params: FovParams | None = None) -> FieldOfView:
+    """Find the circular field of view; raise NotFundusError when there is none."""
+    params = params or FovParams()
+    h, w = rgb.shape[:2]
+    scale = min(1.0, params.analysis_size / max(h, w))
+    small = cv2.resize(rgb, (max(round(w * scale), 1), max(round(h * scale), 1)), interpolation=cv2.INTER_AREA)
+    sh, sw = small.shape[:2]
+    # The brightest channel: the red channel carries the fundus, but some cameras are dim in red.
+    bright = cv2.medianBlur(np.ascontiguousarray(small.max(axis=2)), 5)
+    mask = (bright > params.threshold).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count < 2:
+        raise NotFundusError("no field of view found: the photo is dark throughout")
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    region = (labels == largest).astype(np.uint8)
+    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    points = max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.float64)
+    # Points on the photo's border belong to the frame, not to the circle.
+    on_edge = (points[:, 0] <= 1) | (points[:, 1] <= 1) | (points[:, 0] >= sw - 2) | (points[:, 1] >= sh - 2)
+    arc = points[~on_edge]
+    if len(arc) < 30:
+        raise NotFundusError(
+            "no circular field of view found: the bright area has no round edge "
+            "(this does not look like a fundus photograph)"
+        )
+    cx, cy, r = _fit_circle(arc)
+    residual = float(np.median(np.abs(np.hypot(arc[:, 0] - cx, arc[:, 1] - cy) - r)))
+    if not np.isfinite(r) or r < params.min_radius_frac * min(sh, sw):
+        raise NotFundusError("no field of view found: the bright area is too small to be a fundus")
+    if residual > 0.03 * r:
+        raise NotFundusError(
+            "no circular field of view found: the edge of the bright area is not a circle "
+            "(this does not look like a fundus photograph)"
+        )
+    yy, xx = np.ogrid[:sh, :sw]
+    disc = (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
+    disc_area = int(disc.sum())
+    fill = float(region[disc].sum()) / max(disc_area, 1)
+    spill = float(region[~disc].sum()) / max(int(region.sum()), 1)
+    if fill < params.min_fill or spill > 0.1:
+        raise NotFundusError(
+            f"no clear field of view: only {fill:.0%} of the fitted circle is lit "
+            "(this does not look like a fundus photograph)"
+        )
+    clipped = cx - r < -1 or cy - r < -1 or cx + r > sw + 1 or cy + r > sh + 1
+    inv = 1.0 / scale
+    # Thumbnail pixel centres sit at (i + 0.5) / scale - 0.5 in full-res coordinates.
+    return FieldOfView(
+        cx=(cx + 0.5) * inv - 0.5,
+        cy=(cy + 0.5) * inv - 0.5,
+        radius=r * inv,
+        fill=fill,
+        clipped=bool(clipped),
+    )
+
+
+def _fit_circle(points: np.ndarray) -> tuple[float, float, float]:
+    """Least-squares (Kasa) circle through points (N, 2): centre x, y and radius."""
+    x, y = points[:, 0], points[:, 1]
+    a = np.column_stack([x, y, np.ones_like(x)])
+    b = x * x + y * y
+    sol, *_ = np.linalg.lstsq(a, b, rcond=None)
+    cx, cy = sol[0] / 2, sol[1] / 2
+    return float(cx), float(cy), float(np.sqrt(max(sol[2] + cx * cx + cy * cy, 0.0)))
+
+
+def geometry_for(fov: FieldOfView, height: int, width: int, recipe: PreprocessRecipe) -> Geometry:
+    side = max(int(round(2 * fov.radius * (1 + recipe.fov.margin))), 8)
+    x0 = int(round(fov.cx - side / 2))
+    y0 = int(round(fov.cy - side / 2))
+    return Geometry(
+        full_height=height,
+        full_width=width,
+        fov=fov,
+        crop_x0=x0,
+        crop_y0=y0,
+        crop_side=side,
+        working_size=recipe.working_size,
+    )
+
+
+def apply_clahe(rgb: np.ndarray, recipe: PreprocessRecipe) -> np.ndarray:
+    """CLAHE as the recipe says, on an RGB uint8 image of any size."""
+    clahe = cv2.createCLAHE(
+        clipLimit=recipe.clahe.clip_limit, tileGridSize=(recipe.clahe.tile_grid, recipe.clahe.tile_grid)
+    )
+    if recipe.clahe.space == "lab-l":
+        lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
+        lab[:, :, 0] = clahe.apply(np.ascontiguousarray(lab[:, :, 0]))
+        return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+    if recipe.clahe.space == "rgb":
+        return np.dstack([clahe.apply(np.ascontiguousarray(rgb[:, :, c])) for c in range(3)])
+    if recipe.clahe.space == "none":
+        return rgb
+    raise ValueError(f"unknown CLAHE colour space {recipe.clahe.space!r}")
+
+
+def preprocess(rgb: np.ndarray, recipe: PreprocessRecipe | None = None, fov: FieldOfView | None = None) -> Preprocessed:
+    """Photo (H, W, 3) uint8 RGB to the model's (S, S, 3) uint8 input, with its geometry."""
+    recipe = recipe or PreprocessRecipe()
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"preprocess expects (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
+    fov = fov or find_fov(rgb, recipe.fov)
+    geometry = geometry_for(fov, rgb.shape[0], rgb.shape[1], recipe)
+    image = geometry.to_working(rgb, interpolation=cv2.INTER_AREA)
+    if recipe.mask_outside_fov:
+        outside = ~geometry.fov_mask_working()
+        image[outside] = 0
+        image = apply_clahe(image, recipe)
+        image[outside] = 0  # CLAHE lifts the black surround a little; keep it black
+    else:
+        image = apply_clahe(image, recipe)
+    return Preprocessed(image=np.ascontiguousarray(image), geometry=geometry)

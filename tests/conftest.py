@@ -1,0 +1,55 @@
+"""Shared fixtures: the real IDRiD photos and the real model (shipped, or exported here)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("HEMAVIEW_DATA", REPO.parent / "shared" / "data"))
+IDRID = DATA / "idrid-hemorrhage"
+
+
+def idrid_photo(number: int) -> Path:
+    return IDRID / "images" / f"IDRiD_{number:02d}.jpg"
+
+
+def idrid_mask(number: int) -> Path:
+    return IDRID / "masks" / f"IDRiD_{number:02d}_HE.tif"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    assert IDRID.is_dir(), f"the IDRiD data are missing at {IDRID} (set HEMAVIEW_DATA)"
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped model once it exists; until then a random U-Net through our own export."""
+    from inference.resources import shipped_model_path
+
+    shipped = shipped_model_path()
+    if shipped.exists():
+        return shipped
+    import torch
+
+    from inference.contract import PreprocessRecipe
+    from training.export import export_model
+    from training.model import HemaviewNet, ModelConfig
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("model") / "random-unet.onnx"
+    export_model(HemaviewNet(ModelConfig()).eval(), out, PreprocessRecipe())
+    return out
+
+
+@pytest.fixture(scope="session")
+def segmenter(model_path: Path):  # type: ignore[no-untyped-def]
+    from inference import Segmenter
+
+    seg = Segmenter.open(model_path)
+    yield seg
+    seg.close()

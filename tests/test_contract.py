@@ -1,0 +1,120 @@
+"""A model must describe itself; anything else is refused with a message naming the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+from inference import ModelContractError, Segmenter
+from inference.contract import KEY_PREPROCESS, KEY_SCHEMA_VERSION, KEY_SHA256, ModelContract, stamp_sha256
+from inference.model_file import ModelFile
+
+
+def _rewrite(src: Path, dst: Path, edit) -> Path:  # type: ignore[no-untyped-def]
+    model = onnx.load(str(src))
+    edit(model)
+    onnx.save(model, str(dst))
+    return dst
+
+
+def _meta(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def _set_meta(model: onnx.ModelProto, values: dict[str, str]) -> None:
+    del model.metadata_props[:]
+    for k, v in values.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+
+
+def test_the_model_opens_and_verifies_its_own_sha256(model_path: Path) -> None:
+    model = ModelFile.open(model_path)
+    assert len(model.sha256) == 64
+    assert model.contract.preprocess.working_size >= 256
+    assert "IDRiD" in model.contract.attribution
+    assert 0 < model.contract.default_threshold < 1
+
+
+def test_contract_round_trips_through_metadata(model_path: Path) -> None:
+    contract = ModelFile.open(model_path).contract
+    assert ModelContract.from_metadata(contract.to_metadata()) == contract
+
+
+def test_a_plain_onnx_file_is_not_a_hemaview_model(tmp_path: Path) -> None:
+    node = helper.make_node("Identity", ["x"], ["y"])
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", onnx.TensorProto.UINT8, [1, 4, 4, 3])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.UINT8, [1, 4, 4, 3])],
+    )
+    path = tmp_path / "plain.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    with pytest.raises(ModelContractError, match="not a Hemaview model"):
+        Segmenter.open(path)
+
+
+def test_missing_keys_are_named(model_path: Path, tmp_path: Path) -> None:
+    def drop(model: onnx.ModelProto) -> None:
+        meta = _meta(model)
+        del meta[KEY_PREPROCESS]
+        _set_meta(model, meta)
+
+    path = _rewrite(model_path, tmp_path / "incomplete.onnx", drop)
+    with pytest.raises(ModelContractError, match=KEY_PREPROCESS.replace(".", r"\.")):
+        ModelFile.open(path)
+
+
+def test_unknown_schema_version_is_refused(model_path: Path, tmp_path: Path) -> None:
+    def bump(model: onnx.ModelProto) -> None:
+        _set_meta(model, {**_meta(model), KEY_SCHEMA_VERSION: "99"})
+
+    path = _rewrite(model_path, tmp_path / "future.onnx", bump)
+    with pytest.raises(ModelContractError, match="schema 99"):
+        ModelFile.open(path)
+
+
+def test_changed_weights_fail_the_sha256_check(model_path: Path, tmp_path: Path) -> None:
+    def tamper(model: onnx.ModelProto) -> None:
+        init = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+        values = numpy_helper.to_array(init).copy()
+        values.flat[0] += 1.0
+        init.CopyFrom(numpy_helper.from_array(values, init.name))
+
+    path = _rewrite(model_path, tmp_path / "tampered.onnx", tamper)
+    with pytest.raises(ModelContractError, match="changed or damaged"):
+        ModelFile.open(path)
+
+
+def test_restamped_copy_with_new_metadata_is_accepted(model_path: Path, tmp_path: Path) -> None:
+    def rename(model: onnx.ModelProto) -> None:
+        _set_meta(model, {**_meta(model), KEY_SHA256: "0" * 64, "hemaview.model_name": "renamed"})
+
+    path = _rewrite(model_path, tmp_path / "renamed.onnx", rename)
+    digest = stamp_sha256(path)
+    model = ModelFile.open(path)
+    assert model.name == "renamed"
+    assert model.sha256 == digest
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "empty"), (b"this is not a model", "not a valid ONNX"), (None, "not found")],
+)
+def test_broken_model_files_are_refused(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "broken.onnx"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ModelContractError, match=message):
+        Segmenter.open(path)
+
+
+
+def test_truncated_model_is_refused(model_path: Path, tmp_path: Path) -> None:
+    path = tmp_path / "truncated.onnx"
+    path.write_bytes(model_path.read_bytes()[:1_000_000])
+    with pytest.raises(ModelContractError, match="damaged|not a valid"):
+        ModelFile.open(path)

@@ -1,0 +1,121 @@
+"""The public API on real photos with the real model and the real ONNX Runtime."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from conftest import idrid_photo
+
+from inference import BackendError, ImageReadError, NotFundusError, PhotoFailure, Prediction, Segmenter
+from inference.backends.onnx_local import OnnxRuntimeBackend, check_cuda
+from inference.model_file import ModelFile
+
+
+@pytest.fixture(scope="module")
+def prediction(segmenter: Segmenter) -> Prediction:
+    return segmenter.predict(idrid_photo(1))
+
+
+def test_probability_is_full_resolution_and_calibrated(prediction: Prediction) -> None:
+    p = prediction.probability
+    assert p.shape == (2848, 4288)
+    assert p.dtype == np.float32
+    assert 0.0 <= float(p.min()) and float(p.max()) <= 1.0
+    # outside the field of view there is no lesion
+    assert p[0, 0] == 0.0 and p[-1, -1] == 0.0
+
+
+def test_mask_and_lesions_follow_the_threshold(prediction: Prediction, segmenter: Segmenter) -> None:
+    assert prediction.threshold == segmenter.contract.default_threshold
+    assert np.array_equal(prediction.mask, prediction.probability >= prediction.threshold)
+    total = 0
+    for lesion in prediction.lesions:
+        x, y, w, h = lesion.bbox
+        assert 0 <= x and x + w <= 4288 and 0 <= y and y + h <= 2848
+        assert lesion.area_px >= segmenter.contract.min_lesion_area_px
+        assert prediction.threshold <= lesion.mean_probability <= lesion.max_probability <= 1.0
+        assert prediction.mask[int(round(lesion.centroid[1])), int(round(lesion.centroid[0]))] or w > 2
+        total += lesion.area_px
+    assert total <= int(prediction.mask.sum())
+    areas = [lesion.area_px for lesion in prediction.lesions]
+    assert areas == sorted(areas, reverse=True)
+
+
+def test_provenance_says_what_ran_where_and_why(prediction: Prediction, segmenter: Segmenter) -> None:
+    prov = prediction.provenance
+    assert prov.model_sha256 == segmenter.model.sha256
+    assert prov.device in ("cuda", "cpu")
+    if prov.device == "cpu":
+        assert "CPU" in prov.device_reason and ":" in prov.device_reason
+    assert set(prov.timings_ms) == {"read", "preprocess", "model", "postprocess"}
+    assert prov.photo_size == (4288, 2848)
+    assert len(prov.photo_sha256) == 64
+
+
+def test_array_input_matches_path_input(segmenter: Segmenter, prediction: Prediction) -> None:
+    rgb = prediction.photo.rgb
+    again = segmenter.predict(rgb)
+    assert np.allclose(again.probability, prediction.probability, atol=1e-6)
+
+
+def test_threshold_override_changes_only_the_mask(segmenter: Segmenter, prediction: Prediction) -> None:
+    low = segmenter.predict(idrid_photo(1), threshold=0.05)
+    assert np.array_equal(low.probability, prediction.probability)
+    assert low.mask.sum() >= prediction.mask.sum()
+
+
+def test_predict_many_keeps_order_reports_failures_and_progress(segmenter: Segmenter, tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(idrid_photo(2).read_bytes()[:200_000])
+    not_fundus = tmp_path / "grey.png"
+    import cv2
+
+    cv2.imwrite(str(not_fundus), np.full((600, 800, 3), 128, np.uint8))
+    sources = [idrid_photo(3), tmp_path / "missing.jpg", truncated, not_fundus, idrid_photo(4)]
+    seen: list[tuple[int, int]] = []
+    results = list(segmenter.predict_many(sources, progress=lambda d, t: seen.append((d, t))))
+    assert [s for s, _ in results] == sources
+    kinds = [type(r) for _, r in results]
+    assert kinds == [Prediction, PhotoFailure, PhotoFailure, PhotoFailure, Prediction]
+    failures = [r for _, r in results if isinstance(r, PhotoFailure)]
+    assert "not found" in failures[0].message and isinstance(failures[0].error, ImageReadError)
+    assert "truncated" in failures[1].message
+    assert isinstance(failures[2].error, NotFundusError)
+    assert seen == [(i, 5) for i in range(1, 6)]
+
+
+def test_predict_many_stops_when_cancelled(segmenter: Segmenter) -> None:
+    cancel = threading.Event()
+    got = []
+    for _, result in segmenter.predict_many([idrid_photo(n) for n in (5, 6, 7, 8)], cancel=cancel):
+        got.append(result)
+        cancel.set()
+    assert len(got) == 1
+
+
+def test_provider_report_on_this_machine(model_path: Path) -> None:
+    model = ModelFile.open(model_path)
+    cuda = check_cuda()
+    cpu = OnnxRuntimeBackend(model, device="cpu")
+    assert cpu.device == "cpu" and "asked for" in cpu.reason
+    if cuda.usable:
+        assert OnnxRuntimeBackend(model, device="cuda").device == "cuda"
+    else:
+        assert cuda.reason
+        with pytest.raises(BackendError, match="cannot be used"):
+            OnnxRuntimeBackend(model, device="cuda")
+        auto = OnnxRuntimeBackend(model, device="auto")
+        assert auto.device == "cpu" and cuda.reason in auto.reason
+
+
+def test_injected_session_reports_what_bound(model_path: Path) -> None:
+    model = ModelFile.open(model_path)
+    session = ort.InferenceSession(model.data, providers=["CPUExecutionProvider"])
+    backend = OnnxRuntimeBackend(model, session=session)
+    assert backend.device == "cpu"
+    out = backend.run(np.zeros((2, 64, 64, 3), np.uint8))
+    assert out.shape == (2, 64, 64) and out.dtype == np.float32

@@ -28,10 +28,12 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[tempfile._TemporaryFil
     """Open a temporary file beside `path`; on a clean exit it replaces `path`."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed below, then renamed)
         mode="wb", dir=target.parent, prefix=f".{target.name}.", suffix=".tmp", delete=False
     )
     try:
+        # mkstemp makes 0600 files; a label on a shared folder must stay readable by colleagues.
+        os.chmod(handle.name, _mode_for(target))
         yield handle
         handle.flush()
         os.fsync(handle.fileno())
@@ -43,6 +45,26 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[tempfile._TemporaryFil
             os.unlink(handle.name)
         raise
     _fsync_dir(target.parent)
+
+
+def _mode_for(target: Path) -> int:
+    try:
+        return os.stat(target).st_mode & 0o777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    # Reading the umask by setting it is racy in a threaded app; Linux reports it directly.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -55,7 +55,8 @@ class ModelFile:
         missing = [o for o in (contract.output_name, *contract.extra_outputs) if o not in outputs]
         if missing:
             raise ModelContractError(
-                f"model {model_path.name}: contract names outputs {missing} the graph lacks ({outputs})"
+                f"model {model_path.name}: contract names outputs {missing} "
+                f"that the graph lacks (it has {outputs})"
             )
         return cls(path=model_path, data=data, contract=contract)
 

@@ -44,10 +44,14 @@ def find_lesions(probability: np.ndarray, threshold: float, min_area_px: int = 1
     return lesions_from_mask(mask, probability, min_area_px)
 
 
-def lesions_from_mask(mask: np.ndarray, probability: np.ndarray | None, min_area_px: int = 1) -> list[Lesion]:
+def lesions_from_mask(
+    mask: np.ndarray, probability: np.ndarray | None, min_area_px: int = 1
+) -> list[Lesion]:
     """Components of a binary mask; probabilities from `probability` when given (else 0)."""
     mask8 = mask.astype(np.uint8, copy=False)
-    count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask8, connectivity=8, ltype=cv2.CV_32S)
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(
+        mask8, connectivity=8, ltype=cv2.CV_32S
+    )
     found: list[tuple[int, tuple[int, int, int, int], tuple[float, float], float, float]] = []
     for i in range(1, count):
         x, y, w, h, area = (int(v) for v in stats[i])
@@ -59,9 +63,13 @@ def lesions_from_mask(mask: np.ndarray, probability: np.ndarray | None, min_area
             pmax, pmean = float(values.max()), float(values.mean())
         else:
             pmax = pmean = 0.0
-        found.append((area, (x, y, w, h), (float(centroids[i][0]), float(centroids[i][1])), pmax, pmean))
+        found.append(
+            (area, (x, y, w, h), (float(centroids[i][0]), float(centroids[i][1])), pmax, pmean)
+        )
     found.sort(key=lambda t: (-t[0], t[1][1], t[1][0]))
     return [
-        Lesion(id=n, bbox=bbox, area_px=area, centroid=c, max_probability=pmax, mean_probability=pmean)
+        Lesion(
+            id=n, bbox=bbox, area_px=area, centroid=c, max_probability=pmax, mean_probability=pmean
+        )
         for n, (area, bbox, c, pmax, pmean) in enumerate(found, start=1)
     ]

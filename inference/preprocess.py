@@ -81,14 +81,16 @@ class Geometry:
     def to_full(self, working: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
         """Map a working-size map (S, S) back to full resolution (H, W); zero outside the crop."""
         if working.shape[:2] != (self.working_size, self.working_size):
-            raise ValueError(f"expected a {self.working_size}x{self.working_size} map, got {working.shape}")
+            raise ValueError(
+                f"expected a {self.working_size}x{self.working_size} map, got {working.shape}"
+            )
         x0, y0, x1, y1 = self.source_rect()
         wx0, wy0, wx1, wy1 = self.working_rect()
         out = np.zeros((self.full_height, self.full_width, *working.shape[2:]), working.dtype)
         patch = np.ascontiguousarray(working[wy0:wy1, wx0:wx1])
-        out[y0:y1, x0:x1] = cv2.resize(patch, (x1 - x0, y1 - y0), interpolation=interpolation).reshape(
-            out[y0:y1, x0:x1].shape
-        )
+        out[y0:y1, x0:x1] = cv2.resize(
+            patch, (x1 - x0, y1 - y0), interpolation=interpolation
+        ).reshape(out[y0:y1, x0:x1].shape)
         return out
 
     def fov_mask_working(self) -> np.ndarray:
@@ -119,12 +121,16 @@ def find_fov(rgb: np.ndarray, params: FovParams | None = None) -> FieldOfView:
     params = params or FovParams()
     h, w = rgb.shape[:2]
     scale = min(1.0, params.analysis_size / max(h, w))
-    small = cv2.resize(rgb, (max(round(w * scale), 1), max(round(h * scale), 1)), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        rgb, (max(round(w * scale), 1), max(round(h * scale), 1)), interpolation=cv2.INTER_AREA
+    )
     sh, sw = small.shape[:2]
     # The brightest channel: the red channel carries the fundus, but some cameras are dim in red.
-    bright = cv2.medianBlur(np.ascontiguousarray(small.max(axis=2)), 5)
-    mask = (bright > params.threshold).astype(np.uint8)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    bright = cv2.medianBlur(np.ascontiguousarray(small.max(axis=2), dtype=np.uint8), 5)
+    lit = (bright > params.threshold).astype(np.uint8)
+    mask = cv2.morphologyEx(
+        lit, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    )
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if count < 2:
         raise NotFundusError("no field of view found: the photo is dark throughout")
@@ -133,7 +139,12 @@ def find_fov(rgb: np.ndarray, params: FovParams | None = None) -> FieldOfView:
     contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     points = max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.float64)
     # Points on the photo's border belong to the frame, not to the circle.
-    on_edge = (points[:, 0] <= 1) | (points[:, 1] <= 1) | (points[:, 0] >= sw - 2) | (points[:, 1] >= sh - 2)
+    on_edge = (
+        (points[:, 0] <= 1)
+        | (points[:, 1] <= 1)
+        | (points[:, 0] >= sw - 2)
+        | (points[:, 1] >= sh - 2)
+    )
     arc = points[~on_edge]
     if len(arc) < 30:
         raise NotFundusError(
@@ -182,9 +193,9 @@ def _fit_circle(points: np.ndarray) -> tuple[float, float, float]:
 
 
 def geometry_for(fov: FieldOfView, height: int, width: int, recipe: PreprocessRecipe) -> Geometry:
-    side = max(int(round(2 * fov.radius * (1 + recipe.fov.margin))), 8)
-    x0 = int(round(fov.cx - side / 2))
-    y0 = int(round(fov.cy - side / 2))
+    side = max(round(2 * fov.radius * (1 + recipe.fov.margin)), 8)
+    x0 = round(fov.cx - side / 2)
+    y0 = round(fov.cy - side / 2)
     return Geometry(
         full_height=height,
         full_width=width,
@@ -199,7 +210,8 @@ def geometry_for(fov: FieldOfView, height: int, width: int, recipe: PreprocessRe
 def apply_clahe(rgb: np.ndarray, recipe: PreprocessRecipe) -> np.ndarray:
     """CLAHE as the recipe says, on an RGB uint8 image of any size."""
     clahe = cv2.createCLAHE(
-        clipLimit=recipe.clahe.clip_limit, tileGridSize=(recipe.clahe.tile_grid, recipe.clahe.tile_grid)
+        clipLimit=recipe.clahe.clip_limit,
+        tileGridSize=(recipe.clahe.tile_grid, recipe.clahe.tile_grid),
     )
     if recipe.clahe.space == "lab-l":
         lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
@@ -212,7 +224,9 @@ def apply_clahe(rgb: np.ndarray, recipe: PreprocessRecipe) -> np.ndarray:
     raise ValueError(f"unknown CLAHE colour space {recipe.clahe.space!r}")
 
 
-def preprocess(rgb: np.ndarray, recipe: PreprocessRecipe | None = None, fov: FieldOfView | None = None) -> Preprocessed:
+def preprocess(
+    rgb: np.ndarray, recipe: PreprocessRecipe | None = None, fov: FieldOfView | None = None
+) -> Preprocessed:
     """Photo (H, W, 3) uint8 RGB to the model's (S, S, 3) uint8 input, with its geometry."""
     recipe = recipe or PreprocessRecipe()
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:

@@ -94,8 +94,13 @@ class Segmenter:
         self.threshold = model.contract.default_threshold
 
     @classmethod
-    def open(cls, model_path: str | os.PathLike[str] | None = None, *, backend: str = "local",
-             **backend_options: Any) -> Segmenter:
+    def open(
+        cls,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        backend: str = "local",
+        **backend_options: Any,
+    ) -> Segmenter:
         """The shipped model (or `model_path`) on the best local backend (or the named one)."""
         model = ModelFile.open(model_path)
         return cls(model, create_backend(backend, model, **backend_options))
@@ -108,7 +113,7 @@ class Segmenter:
     def device_reason(self) -> str:
         return self.backend.reason
 
-    def prepare(self, source: PhotoSource) -> tuple[Photo, Preprocessed, dict[str, float]]:
+    def prepare(self, source: PhotoSource | Photo) -> tuple[Photo, Preprocessed, dict[str, float]]:
         """Read and preprocess one photo (CPU work, safe to run in worker threads)."""
         t0 = time.perf_counter()
         photo = source if isinstance(source, Photo) else read_photo(source)
@@ -117,9 +122,16 @@ class Segmenter:
         t2 = time.perf_counter()
         return photo, prepared, {"read": (t1 - t0) * 1e3, "preprocess": (t2 - t1) * 1e3}
 
-    def finish(self, photo: Photo, prepared: Preprocessed, working_probability: np.ndarray,
-               timings: dict[str, float], threshold: float | None = None,
-               device: str | None = None, device_reason: str | None = None) -> Prediction:
+    def finish(
+        self,
+        photo: Photo,
+        prepared: Preprocessed,
+        working_probability: np.ndarray,
+        timings: dict[str, float],
+        threshold: float | None = None,
+        device: str | None = None,
+        device_reason: str | None = None,
+    ) -> Prediction:
         """Post-process one working-size map into a full-resolution Prediction."""
         t0 = time.perf_counter()
         threshold = self.threshold if threshold is None else float(threshold)
@@ -170,7 +182,9 @@ class Segmenter:
         total = len(items)
         batch = max(1, batch_size or self.backend.preferred_batch)
         done = 0
-        with ThreadPoolExecutor(max_workers=max(1, prefetch), thread_name_prefix="hemaview-read") as pool:
+        with ThreadPoolExecutor(
+            max_workers=max(1, prefetch), thread_name_prefix="hemaview-read"
+        ) as pool:
             futures: list[Future[tuple[Photo, Preprocessed, dict[str, float]]]] = []
             ahead = batch + max(1, prefetch)
             next_submit = 0
@@ -195,8 +209,14 @@ class Segmenter:
                     try:
                         group.append((index, future.result()))
                     except Exception as exc:  # one bad photo must not stop the batch
-                        error = exc if isinstance(exc, HemaviewError) else HemaviewError(
-                            f"{_name(items[index])}: unexpected error ({type(exc).__name__}: {exc})")
+                        error = (
+                            exc
+                            if isinstance(exc, HemaviewError)
+                            else HemaviewError(
+                                f"{_name(items[index])}: unexpected error "
+                                f"({type(exc).__name__}: {exc})"
+                            )
+                        )
                         group.append((index, PhotoFailure(_name(items[index]), str(error), error)))
                 top_up()
                 ready = [(i, g) for i, g in group if not isinstance(g, PhotoFailure)]
@@ -208,14 +228,20 @@ class Segmenter:
                     try:
                         working = self.backend.run(np.stack([g[1].image for _, g in ready]))
                     except Exception as exc:
-                        error = exc if isinstance(exc, HemaviewError) else HemaviewError(f"the model failed: {exc}")
+                        error = (
+                            exc
+                            if isinstance(exc, HemaviewError)
+                            else HemaviewError(f"the model failed: {exc}")
+                        )
                         for i, _ in ready:
                             outputs[i] = PhotoFailure(_name(items[i]), str(error), error)
                     else:
                         per_photo = (time.perf_counter() - t0) * 1e3 / len(ready)
                         for k, (i, (photo, prepared, timings)) in enumerate(ready):
                             timings["model"] = per_photo
-                            outputs[i] = self.finish(photo, prepared, working[k], timings, threshold)
+                            outputs[i] = self.finish(
+                                photo, prepared, working[k], timings, threshold
+                            )
                 for i, _ in group:
                     done += 1
                     if progress is not None:

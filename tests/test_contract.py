@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
 from onnx import helper, numpy_helper
 
 from inference import ModelContractError, Segmenter
-from inference.contract import KEY_PREPROCESS, KEY_SCHEMA_VERSION, KEY_SHA256, ModelContract, stamp_sha256
+from inference.contract import (
+    KEY_PREPROCESS,
+    KEY_SCHEMA_VERSION,
+    KEY_SHA256,
+    ModelContract,
+    stamp_sha256,
+)
 from inference.model_file import ModelFile
 
 
@@ -48,11 +53,16 @@ def test_contract_round_trips_through_metadata(model_path: Path) -> None:
 def test_a_plain_onnx_file_is_not_a_hemaview_model(tmp_path: Path) -> None:
     node = helper.make_node("Identity", ["x"], ["y"])
     graph = helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("x", onnx.TensorProto.UINT8, [1, 4, 4, 3])],
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.UINT8, [1, 4, 4, 3])],
         [helper.make_tensor_value_info("y", onnx.TensorProto.UINT8, [1, 4, 4, 3])],
     )
     path = tmp_path / "plain.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+        str(path),
+    )
     with pytest.raises(ModelContractError, match="not a Hemaview model"):
         Segmenter.open(path)
 
@@ -104,7 +114,9 @@ def test_restamped_copy_with_new_metadata_is_accepted(model_path: Path, tmp_path
     ("content", "message"),
     [(b"", "empty"), (b"this is not a model", "not a valid ONNX"), (None, "not found")],
 )
-def test_broken_model_files_are_refused(tmp_path: Path, content: bytes | None, message: str) -> None:
+def test_broken_model_files_are_refused(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
     path = tmp_path / "broken.onnx"
     if content is not None:
         path.write_bytes(content)
@@ -112,9 +124,8 @@ def test_broken_model_files_are_refused(tmp_path: Path, content: bytes | None, m
         Segmenter.open(path)
 
 
-
 def test_truncated_model_is_refused(model_path: Path, tmp_path: Path) -> None:
     path = tmp_path / "truncated.onnx"
     path.write_bytes(model_path.read_bytes()[:1_000_000])
-    with pytest.raises(ModelContractError, match="damaged|not a valid"):
+    with pytest.raises(ModelContractError, match=r"damaged|not a valid"):
         ModelFile.open(path)

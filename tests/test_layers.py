@@ -24,9 +24,12 @@ def test_inference_loads_neither_torch_nor_qt_and_is_ours() -> None:
         "import inference.cli, inference.labels, inference.backends.onnx_local;"
         "print(json.dumps({'file': inference.__file__,"
         " 'heavy': sorted(m for m in sys.modules if m.split('.')[0] in"
-        " ('torch', 'PySide6', 'shiboken6', 'torchvision', 'segmentation_models_pytorch', 'viewer', 'training'))}))"
+        " ('torch', 'PySide6', 'shiboken6', 'torchvision', 'segmentation_models_pytorch',"
+        "  'viewer', 'training'))}))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd="/", capture_output=True, text=True, check=True
+    )
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["heavy"] == []
     # PyPI has an unrelated distribution named `inference`: make sure this one is ours.
@@ -35,5 +38,7 @@ def test_inference_loads_neither_torch_nor_qt_and_is_ours() -> None:
 
 def test_only_one_onnxruntime_distribution_installed() -> None:
     names = {d.metadata["Name"].lower() for d in metadata.distributions()}
-    assert not {"onnxruntime", "onnxruntime-gpu"} <= names, "both onnxruntime and onnxruntime-gpu are installed"
+    assert not {"onnxruntime", "onnxruntime-gpu"} <= names, (
+        "both onnxruntime and onnxruntime-gpu are installed"
+    )
     assert names & {"onnxruntime", "onnxruntime-gpu"}

@@ -53,12 +53,14 @@ def test_fov_of_other_cameras_is_exact(h: int, w: int, cx: float, cy: float, r: 
         np.full((800, 1200, 3), 128, np.uint8),  # flat grey
         np.random.default_rng(1).integers(0, 256, (800, 1200, 3), dtype=np.uint8),  # noise
         np.dstack([np.tile(np.linspace(0, 255, 1200, dtype=np.uint8), (800, 1))] * 3),  # gradient
-        cv2.rectangle(np.zeros((800, 1200, 3), np.uint8), (200, 150), (1000, 650), (200, 180, 160), -1),
+        cv2.rectangle(
+            np.zeros((800, 1200, 3), np.uint8), (200, 150), (1000, 650), (200, 180, 160), -1
+        ),
     ],
     ids=["black", "grey", "noise", "gradient", "rectangle"],
 )
 def test_non_fundus_photos_are_refused_with_a_reason(image: np.ndarray) -> None:
-    with pytest.raises(NotFundusError, match="field of view|fundus"):
+    with pytest.raises(NotFundusError, match=r"field of view|fundus"):
         find_fov(image)
 
 

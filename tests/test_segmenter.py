@@ -10,7 +10,14 @@ import onnxruntime as ort
 import pytest
 from conftest import idrid_photo
 
-from inference import BackendError, ImageReadError, NotFundusError, PhotoFailure, Prediction, Segmenter
+from inference import (
+    BackendError,
+    ImageReadError,
+    NotFundusError,
+    PhotoFailure,
+    Prediction,
+    Segmenter,
+)
 from inference.backends.onnx_local import OnnxRuntimeBackend, check_cuda
 from inference.model_file import ModelFile
 
@@ -24,28 +31,34 @@ def test_probability_is_full_resolution_and_calibrated(prediction: Prediction) -
     p = prediction.probability
     assert p.shape == (2848, 4288)
     assert p.dtype == np.float32
-    assert 0.0 <= float(p.min()) and float(p.max()) <= 1.0
+    assert float(p.min()) >= 0.0 and float(p.max()) <= 1.0
     # outside the field of view there is no lesion
     assert p[0, 0] == 0.0 and p[-1, -1] == 0.0
 
 
-def test_mask_and_lesions_follow_the_threshold(prediction: Prediction, segmenter: Segmenter) -> None:
+def test_mask_and_lesions_follow_the_threshold(
+    prediction: Prediction, segmenter: Segmenter
+) -> None:
     assert prediction.threshold == segmenter.contract.default_threshold
     assert np.array_equal(prediction.mask, prediction.probability >= prediction.threshold)
     total = 0
     for lesion in prediction.lesions:
         x, y, w, h = lesion.bbox
-        assert 0 <= x and x + w <= 4288 and 0 <= y and y + h <= 2848
+        assert x >= 0 and x + w <= 4288 and y >= 0 and y + h <= 2848
         assert lesion.area_px >= segmenter.contract.min_lesion_area_px
         assert prediction.threshold <= lesion.mean_probability <= lesion.max_probability <= 1.0
-        assert prediction.mask[int(round(lesion.centroid[1])), int(round(lesion.centroid[0]))] or w > 2
+        assert (
+            prediction.mask[round(lesion.centroid[1]), round(lesion.centroid[0])] or w > 2
+        )
         total += lesion.area_px
     assert total <= int(prediction.mask.sum())
     areas = [lesion.area_px for lesion in prediction.lesions]
     assert areas == sorted(areas, reverse=True)
 
 
-def test_provenance_says_what_ran_where_and_why(prediction: Prediction, segmenter: Segmenter) -> None:
+def test_provenance_says_what_ran_where_and_why(
+    prediction: Prediction, segmenter: Segmenter
+) -> None:
     prov = prediction.provenance
     assert prov.model_sha256 == segmenter.model.sha256
     assert prov.device in ("cuda", "cpu")
@@ -62,13 +75,17 @@ def test_array_input_matches_path_input(segmenter: Segmenter, prediction: Predic
     assert np.allclose(again.probability, prediction.probability, atol=1e-6)
 
 
-def test_threshold_override_changes_only_the_mask(segmenter: Segmenter, prediction: Prediction) -> None:
+def test_threshold_override_changes_only_the_mask(
+    segmenter: Segmenter, prediction: Prediction
+) -> None:
     low = segmenter.predict(idrid_photo(1), threshold=0.05)
     assert np.array_equal(low.probability, prediction.probability)
     assert low.mask.sum() >= prediction.mask.sum()
 
 
-def test_predict_many_keeps_order_reports_failures_and_progress(segmenter: Segmenter, tmp_path: Path) -> None:
+def test_predict_many_keeps_order_reports_failures_and_progress(
+    segmenter: Segmenter, tmp_path: Path
+) -> None:
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(idrid_photo(2).read_bytes()[:200_000])
     not_fundus = tmp_path / "grey.png"

@@ -19,23 +19,36 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type[Any], prefix: 
         if not f.init or f.name.startswith("_"):
             continue
         kind = hints[f.name]
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         )
         flag = "--" + prefix + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "") + f" (default: {default})"
         origin = typing.get_origin(kind)
         if kind is bool:
-            parser.add_argument(flag, dest=prefix + f.name, action=argparse.BooleanOptionalAction,
-                                default=default, help=help_text)
+            parser.add_argument(
+                flag,
+                dest=prefix + f.name,
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=help_text,
+            )
         elif origin is tuple:
             item = typing.get_args(kind)[0]
-            parser.add_argument(flag, dest=prefix + f.name, type=item, nargs="+", default=default, help=help_text)
+            parser.add_argument(
+                flag, dest=prefix + f.name, type=item, nargs="+", default=default, help=help_text
+            )
         elif origin in (typing.Union, types.UnionType):
             inner = next(a for a in typing.get_args(kind) if a is not type(None))
-            parser.add_argument(flag, dest=prefix + f.name, type=inner, default=default, help=help_text)
+            parser.add_argument(
+                flag, dest=prefix + f.name, type=inner, default=default, help=help_text
+            )
         elif kind in (int, float, str):
-            parser.add_argument(flag, dest=prefix + f.name, type=kind, default=default, help=help_text)
+            parser.add_argument(
+                flag, dest=prefix + f.name, type=kind, default=default, help=help_text
+            )
         # dict/list fields are not command-line options; they keep their defaults
 
 

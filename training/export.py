@@ -55,7 +55,10 @@ def git_commit() -> str:
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
@@ -106,8 +109,10 @@ def export_model(
                 str(raw),
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch", 1: "height", 2: "width"},
-                              OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}},
+                dynamic_axes={
+                    INPUT_NAME: {0: "batch", 1: "height", 2: "width"},
+                    OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                },
                 opset_version=17,
                 dynamo=False,
             )
@@ -126,7 +131,9 @@ def export_model(
     return ModelContract(**{**contract.__dict__, "sha256": digest})
 
 
-def parity_check(wrapper: PixelInputWrapper, path: Path, shape: tuple[int, int, int] = (2, 352, 480)) -> float:
+def parity_check(
+    wrapper: PixelInputWrapper, path: Path, shape: tuple[int, int, int] = (2, 352, 480)
+) -> float:
     """ONNX Runtime against torch at a size other than the export size; returns the max error."""
     import onnxruntime as ort
 

@@ -64,7 +64,7 @@ class ReconstructionDecoder(nn.Module):
 
 
 class HemaviewNet(nn.Module):
-    """Normalised float input (N, 3, H, W) -> segmentation logits (N, 1, H, W) [+ reconstruction]."""
+    """Normalised input (N, 3, H, W) -> segmentation logits (N, 1, H, W) [+ reconstruction]."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -103,6 +103,11 @@ class PixelInputWrapper(nn.Module):
     Normalisation and the sigmoid live in the graph, so clients send bytes (4x smaller
     than float32 over the wire) and get calibrated probabilities back.
     """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    temperature: torch.Tensor
+    bias: torch.Tensor
 
     def __init__(self, net: HemaviewNet, temperature: float = 1.0, bias: float = 0.0):
         super().__init__()

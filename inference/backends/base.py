@@ -43,11 +43,13 @@ def create_backend(name: str, model: ModelFile, **options: Any) -> Backend:
     # Importing the modules registers their backends; done lazily so that tritonclient is
     # only imported when a remote backend is asked for.
     if name not in BACKENDS:
-        import inference.backends.onnx_local  # noqa: F401
+        import inference.backends.onnx_local
     if name not in BACKENDS and name.startswith("triton"):
         import inference.backends.triton_remote  # noqa: F401
     try:
         factory = BACKENDS[name]
     except KeyError:
-        raise ValueError(f"unknown backend {name!r}; known: {', '.join(sorted(BACKENDS))}") from None
+        raise ValueError(
+            f"unknown backend {name!r}; known: {', '.join(sorted(BACKENDS))}"
+        ) from None
     return factory(model, **options)

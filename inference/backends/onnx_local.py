@@ -7,6 +7,7 @@ used is worked out beforehand (driver, driver version, libraries) to tell the us
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import sys
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ def check_cuda() -> CudaCheck:
         return CudaCheck(False, "this onnxruntime build has no CUDA support (CPU-only package)")
     driver = _load_driver()
     if driver is None:
-        return CudaCheck(False, "no NVIDIA driver found (the CUDA driver library could not be loaded)")
+        return CudaCheck(
+            False, "no NVIDIA driver found (the CUDA driver library could not be loaded)"
+        )
     version = ctypes.c_int(0)
     if driver.cuDriverGetVersion(ctypes.byref(version)) != 0:
         return CudaCheck(False, "the NVIDIA driver did not report its CUDA version")
@@ -47,7 +50,9 @@ def check_cuda() -> CudaCheck:
             f"{needed[0]}.{needed[1]}: update the NVIDIA driver",
         )
     if driver.cuInit(0) != 0:
-        return CudaCheck(False, "the NVIDIA driver is installed but failed to initialise (no usable GPU?)")
+        return CudaCheck(
+            False, "the NVIDIA driver is installed but failed to initialise (no usable GPU?)"
+        )
     count = ctypes.c_int(0)
     if driver.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value == 0:
         return CudaCheck(False, "the NVIDIA driver found no GPU")
@@ -55,10 +60,9 @@ def check_cuda() -> CudaCheck:
     # bundle); preloading first makes that work on Windows too.
     preload = getattr(ort, "preload_dlls", None)
     if preload is not None:
-        try:
+        # best effort: the library check below says what is missing
+        with contextlib.suppress(Exception):
             preload(cuda=True, cudnn=True, msvc=sys.platform == "win32", directory=None)
-        except Exception:  # best effort: the library check below says what is missing
-            pass
     missing = _missing_libraries(needed[0] if needed else 13)
     if missing:
         return CudaCheck(False, f"CUDA libraries are missing: {', '.join(missing)}")
@@ -102,7 +106,14 @@ def _missing_libraries(cuda_major: int) -> list[str]:
 class OnnxRuntimeBackend:
     """One ONNX Runtime session; `run` is thread-safe (onnxruntime's Run is)."""
 
-    def __init__(self, model: ModelFile, *, device: str = "auto", threads: int | None = None, session: Any = None):
+    def __init__(
+        self,
+        model: ModelFile,
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+        session: Any = None,
+    ):
         import onnxruntime as ort
 
         self.model = model
@@ -110,7 +121,11 @@ class OnnxRuntimeBackend:
         if session is not None:  # injected by tests
             self.session = session
         else:
-            cuda = check_cuda() if device in ("auto", "cuda") else CudaCheck(False, "the CPU was asked for")
+            cuda = (
+                check_cuda()
+                if device in ("auto", "cuda")
+                else CudaCheck(False, "the CPU was asked for")
+            )
             if device == "cuda" and not cuda.usable:
                 raise BackendError(f"CUDA was asked for but cannot be used: {cuda.reason}")
             options = ort.SessionOptions()
@@ -120,15 +135,21 @@ class OnnxRuntimeBackend:
             options.log_severity_level = 3
             providers: list[Any] = ["CPUExecutionProvider"]
             if cuda.usable:
-                providers.insert(0, ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}))
+                providers.insert(
+                    0, ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})
+                )
             try:
                 self.session = ort.InferenceSession(model.data, options, providers=providers)
             except Exception as exc:
-                raise ModelContractError(f"model {model.path.name} could not be loaded: {exc}") from None
+                raise ModelContractError(
+                    f"model {model.path.name} could not be loaded: {exc}"
+                ) from None
         bound = self.session.get_providers()[0]
         if bound == "CUDAExecutionProvider":
             self.device = "cuda"
-            self.reason = f"running on the GPU ({cuda.reason})" if session is None else "running on the GPU"
+            self.reason = (
+                f"running on the GPU ({cuda.reason})" if session is None else "running on the GPU"
+            )
             self.preferred_batch = 8
         else:
             self.device = "cpu"
@@ -169,4 +190,3 @@ def _cpu(model: ModelFile, **options: Any) -> OnnxRuntimeBackend:
 @register_backend("cuda")
 def _cuda(model: ModelFile, **options: Any) -> OnnxRuntimeBackend:
     return OnnxRuntimeBackend(model, device="cuda", **options)
-

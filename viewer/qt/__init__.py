@@ -1,0 +1,1 @@
+"""Qt widgets that only show the document and forward user actions."""

@@ -23,6 +23,7 @@ every lesion.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -699,9 +700,52 @@ def save_label(
     data = encode_mask_png(m)
     saved = dataclasses.replace(record, mask_sha256=hashlib.sha256(data).hexdigest())
     text = saved.to_json()  # serialise before writing anything, so a bad record changes nothing
-    atomic_write_bytes(paths.mask, data)
-    atomic_write_text(paths.provenance, text)
+    recover_pending(paths)
+    # Two files cannot be replaced in one step, so both are staged whole first; a crash at
+    # any point leaves either the previous pair or the new one (see recover_pending).
+    staged = _staged(paths)
+    atomic_write_bytes(staged.mask, data)
+    atomic_write_text(staged.provenance, text)
+    os.replace(staged.mask, paths.mask)
+    os.replace(staged.provenance, paths.provenance)
     return paths
+
+
+def _staged(paths: LabelPaths) -> LabelPaths:
+    return LabelPaths(
+        mask=paths.mask.with_name(f".{paths.mask.name}.new"),
+        provenance=paths.provenance.with_name(f".{paths.provenance.name}.new"),
+    )
+
+
+def recover_pending(paths: LabelPaths) -> None:
+    """Finish or discard a save that a crash interrupted.
+
+    A staged JSON exists only once its PNG was staged whole, so it rolls the save forward,
+    whether or not the staged PNG was already moved into place. A staged PNG without a
+    staged JSON is a save that never reached its commit point: the old pair stands.
+    """
+    staged = _staged(paths)
+    if staged.provenance.exists():
+        try:
+            record = ProvenanceRecord.from_json(
+                staged.provenance.read_bytes(), str(staged.provenance)
+            )
+        except (OSError, LabelFormatError):
+            record = None
+        if staged.mask.exists():
+            candidate = staged.mask.read_bytes()
+        elif paths.mask.exists():
+            candidate = paths.mask.read_bytes()
+        else:
+            candidate = b""
+        if record is not None and hashlib.sha256(candidate).hexdigest() == record.mask_sha256:
+            if staged.mask.exists():
+                os.replace(staged.mask, paths.mask)
+            os.replace(staged.provenance, paths.provenance)
+            return
+        staged.provenance.unlink(missing_ok=True)
+    staged.mask.unlink(missing_ok=True)
 
 
 def _refuse_other_photos_label(provenance: Path, photo_name: str) -> None:
@@ -745,6 +789,8 @@ def load_label(
     """
     photo = Path(photo_path)
     paths = label_paths(photo, label_dir)
+    with contextlib.suppress(OSError):  # a read-only folder can still be read as it is
+        recover_pending(paths)
     if not paths.provenance.exists():
         return None
     record = ProvenanceRecord.from_json(
@@ -809,6 +855,12 @@ def iter_labels(
         for status in statuses:
             _check_choice(status, "statuses", STATUSES)
     # Hidden files are excluded: atomic writes leave their temporaries as ".X.json.*.tmp".
+    for pending in sorted(folder.glob(f".*{PROVENANCE_SUFFIX}.new")):
+        with contextlib.suppress(OSError):
+            stem = pending.name[1 : -len(f"{PROVENANCE_SUFFIX}.new")]
+            recover_pending(
+                LabelPaths(folder / f"{stem}{MASK_SUFFIX}", folder / f"{stem}{PROVENANCE_SUFFIX}")
+            )
     candidates = sorted(
         p for p in folder.iterdir() if p.suffix == PROVENANCE_SUFFIX and not p.name.startswith(".")
     )

@@ -492,9 +492,11 @@ def test_crash_in_the_encoder_writes_nothing(
     assert _folder_listing(out) == before
 
 
-def test_crash_between_mask_and_json_is_reported_not_used(
-    photo: Path, idrid01_mask: np.ndarray, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("crash_at", [1, 2, 3, 4])
+def test_a_crash_at_any_step_leaves_the_old_or_the_new_label_whole(
+    photo: Path, idrid01_mask: np.ndarray, monkeypatch: pytest.MonkeyPatch, crash_at: int
 ) -> None:
+    # The renames of a save: staged PNG, staged JSON, PNG into place, JSON into place.
     out = default_label_dir(photo)
     record = _record_for(photo)
     save_label(out, photo, idrid01_mask, record)
@@ -502,23 +504,26 @@ def test_crash_between_mask_and_json_is_reported_not_used(
     real_replace = os.replace
     calls: list[str] = []
 
-    def die_on_second_rename(src: str, dst: str) -> None:
+    def die(src: str, dst: str) -> None:
         calls.append(str(dst))
-        if len(calls) == 2:
-            raise OSError("simulated crash before the JSON was committed")
+        if len(calls) == crash_at:
+            raise OSError("simulated crash")
         real_replace(src, dst)
 
-    monkeypatch.setattr(os, "replace", die_on_second_rename)
+    monkeypatch.setattr(os, "replace", die)
     edited = idrid01_mask.copy()
     edited[:50, :50] = True
     with pytest.raises(OSError, match="simulated crash"):
-        save_label(out, photo, edited, record)
+        save_label(out, photo, edited, dataclasses.replace(record, reviewer="dr.lee"))
     monkeypatch.undo()
 
-    assert calls[0].endswith("IDRiD_01_HE.png")  # the PNG goes first, the JSON commits
-    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
-    with pytest.raises(LabelFormatError, match="does not match its provenance"):
-        load_label(out, photo)
+    loaded = load_label(out, photo)  # recovers: rolls forward or discards the staged save
+    assert loaded is not None
+    expected, reviewer = (idrid01_mask, "dr.kim") if crash_at <= 2 else (edited, "dr.lee")
+    assert np.array_equal(loaded[0], expected)
+    assert loaded[1].reviewer == reviewer
+    assert sorted(p.name for p in out.iterdir()) == ["IDRiD_01.json", "IDRiD_01_HE.png"]
+    assert [entry.stem for entry in iter_labels(out)] == ["IDRiD_01"]
 
 
 def test_mask_swapped_by_hand_is_detected(photo: Path, idrid01_mask: np.ndarray) -> None:

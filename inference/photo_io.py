@@ -42,14 +42,21 @@ class Photo:
     format: str  # JPEG, PNG, TIFF, BMP, WEBP, DICOM or ARRAY
     conversions: tuple[str, ...] = ()  # what was done to make it RGB uint8, for provenance
     sha256: str = ""  # of the file's bytes (of the pixels for an array): keys caches and labels
+    # (width, height) of the photo when `rgb` was decoded at a reduced scale (see min_side)
+    full_size: tuple[int, int] | None = None
 
     @property
     def height(self) -> int:
-        return int(self.rgb.shape[0])
+        """The photo's height in its own pixels (also when `rgb` is reduced)."""
+        return self.full_size[1] if self.full_size else int(self.rgb.shape[0])
 
     @property
     def width(self) -> int:
-        return int(self.rgb.shape[1])
+        return self.full_size[0] if self.full_size else int(self.rgb.shape[1])
+
+    @property
+    def reduced(self) -> bool:
+        return self.full_size is not None and self.full_size[0] != self.rgb.shape[1]
 
 
 def is_photo_path(path: str | os.PathLike[str]) -> bool:
@@ -59,9 +66,17 @@ def is_photo_path(path: str | os.PathLike[str]) -> bool:
 
 
 def read_photo(
-    source: str | os.PathLike[str] | np.ndarray, *, max_pixels: int = MAX_PIXELS
+    source: str | os.PathLike[str] | np.ndarray,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    min_side: int | None = None,
 ) -> Photo:
-    """Read a path or take an array; return an upright RGB uint8 photo or raise ImageReadError."""
+    """Read a path or take an array; return an upright RGB uint8 photo or raise ImageReadError.
+
+    With `min_side`, a JPEG may be decoded at 1/2, 1/4 or 1/8 scale (in the DCT, which is
+    several times faster than decoding in full) as long as its shorter side stays at least
+    `min_side`: the model needs far fewer pixels than a 12-MP photo holds.
+    """
     if isinstance(source, np.ndarray):
         if source.ndim >= 2:  # the size is checked before any conversion work
             _check_size(int(source.shape[1]), int(source.shape[0]), max_pixels, "<array>")
@@ -84,10 +99,16 @@ def read_photo(
         raise ImageReadError(f"{name}: permission denied") from None
     except OSError as exc:
         raise ImageReadError(f"{name}: cannot be read ({exc.strerror or exc})") from None
-    return decode_photo(data, name=name, max_pixels=max_pixels)
+    return decode_photo(data, name=name, max_pixels=max_pixels, min_side=min_side)
 
 
-def decode_photo(data: bytes, *, name: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> Photo:
+def decode_photo(
+    data: bytes,
+    *,
+    name: str = "<bytes>",
+    max_pixels: int = MAX_PIXELS,
+    min_side: int | None = None,
+) -> Photo:
     """Decode the bytes of a photo file (JPEG, PNG, TIFF, BMP, WebP or DICOM)."""
     if len(data) == 0:
         raise ImageReadError(f"{name}: the file is empty (0 bytes)")
@@ -95,8 +116,8 @@ def decode_photo(data: bytes, *, name: str = "<bytes>", max_pixels: int = MAX_PI
     if _looks_like_dicom(data, name):
         rgb, conversions = _decode_dicom(data, name, max_pixels)
         return Photo(rgb, name, "DICOM", tuple(conversions), digest)
-    rgb, fmt, conversions = _decode_pillow(data, name, max_pixels)
-    return Photo(rgb, name, fmt, tuple(conversions), digest)
+    rgb, fmt, conversions, full_size = _decode_pillow(data, name, max_pixels, min_side)
+    return Photo(rgb, name, fmt, tuple(conversions), digest, full_size)
 
 
 def to_rgb8(array: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -229,7 +250,9 @@ def _deep_colour(im: Any, data: bytes, fmt: str) -> bool:
     return False
 
 
-def _decode_pillow(data: bytes, name: str, max_pixels: int) -> tuple[np.ndarray, str, list[str]]:
+def _decode_pillow(
+    data: bytes, name: str, max_pixels: int, min_side: int | None = None
+) -> tuple[np.ndarray, str, list[str], tuple[int, int] | None]:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     conversions: list[str] = []
@@ -257,6 +280,11 @@ def _decode_pillow(data: bytes, name: str, max_pixels: int) -> tuple[np.ndarray,
     _check_size(im.width, im.height, max_pixels, name)
     if fmt == "MPO":
         fmt = "JPEG"  # multi-picture JPEG from some cameras: the first picture is the photo
+    stored_size = (im.width, im.height)
+    if fmt == "JPEG" and min_side and im.mode in ("RGB", "L", "YCbCr"):
+        factor = next((k for k in (8, 4, 2) if min(stored_size) // k >= min_side), 1)
+        if factor > 1:
+            im.draft(im.mode, (-(-im.width // factor), -(-im.height // factor)))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -269,13 +297,13 @@ def _decode_pillow(data: bytes, name: str, max_pixels: int) -> tuple[np.ndarray,
         if any(w in lowered for w in ("truncated", "broken data stream", "premature", "eof")):
             raise ImageReadError(f"{name}: the file is truncated or damaged ({message})") from None
         if fmt in ("TIFF", "PNG"):  # a compression or layout Pillow lacks: libtiff/libpng may
-            return _decode_opencv(data, name, fmt, _exif_orientation(im))
+            return (*_decode_opencv(data, name, fmt, _exif_orientation(im)), None)
         raise ImageReadError(f"{name}: damaged image file ({message})") from None
     orientation = _exif_orientation(im) if fmt in ("JPEG", "TIFF", "WEBP", "PNG") else 1
     if _deep_colour(im, data, fmt):
         # Pillow keeps only the top 8 bits of 16-bit colour; a 12-bit photo in a 16-bit
         # file would come out 16 times too dark. OpenCV keeps all 16.
-        return _decode_opencv(data, name, fmt, orientation)
+        return (*_decode_opencv(data, name, fmt, orientation), None)
     if orientation != 1:
         im = ImageOps.exif_transpose(im)  # type: ignore[assignment]
         conversions.append(f"EXIF orientation {orientation} applied")
@@ -301,12 +329,15 @@ def _decode_pillow(data: bytes, name: str, max_pixels: int) -> tuple[np.ndarray,
             rgb = np.asarray(im.convert("RGB"))
             conversions.append(f"{mode} converted to RGB")
         elif fmt in ("TIFF", "PNG"):
-            return _decode_opencv(data, name, fmt, orientation)
+            return (*_decode_opencv(data, name, fmt, orientation), None)
         else:
             raise ImageReadError(f"{name}: unsupported pixel format {mode}")
     except ValueError as exc:  # a conversion Pillow does not offer
         raise ImageReadError(f"{name}: unsupported pixel format {mode} ({exc})") from None
-    return np.ascontiguousarray(rgb), fmt, conversions
+    # EXIF orientations 5 to 8 turn the photo by 90 degrees: width and height swap.
+    w, h = stored_size[::-1] if orientation in (5, 6, 7, 8) else stored_size
+    full_size = None if (w, h) == (rgb.shape[1], rgb.shape[0]) else (int(w), int(h))
+    return np.ascontiguousarray(rgb), fmt, conversions, full_size
 
 
 def _decode_opencv(

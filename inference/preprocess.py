@@ -65,13 +65,22 @@ class Geometry:
         return wx0, wy0, min(wx1, self.working_size), min(wy1, self.working_size)
 
     def to_working(self, full: np.ndarray, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
-        """Map a full-resolution image or mask (H, W[, C]) to the working square (S, S[, C])."""
-        if full.shape[:2] != (self.full_height, self.full_width):
-            raise ValueError(
-                f"array of shape {full.shape[:2]} does not match the photo "
-                f"{self.full_height}x{self.full_width}"
-            )
+        """Map a full-resolution image or mask (H, W[, C]) to the working square (S, S[, C]).
+
+        A photo decoded at a reduced scale (same aspect, fewer pixels) is accepted too: its
+        source rectangle is the full-resolution one scaled down.
+        """
         x0, y0, x1, y1 = self.source_rect()
+        if full.shape[:2] != (self.full_height, self.full_width):
+            s = full.shape[1] / self.full_width
+            if abs(full.shape[0] - self.full_height * s) > 1.0 or s > 1.0:
+                raise ValueError(
+                    f"array of shape {full.shape[:2]} does not match the photo "
+                    f"{self.full_height}x{self.full_width}"
+                )
+            x0, y0 = round(x0 * s), round(y0 * s)
+            x1 = min(max(round(x1 * s), x0 + 1), full.shape[1])
+            y1 = min(max(round(y1 * s), y0 + 1), full.shape[0])
         wx0, wy0, wx1, wy1 = self.working_rect()
         out = np.zeros((self.working_size, self.working_size, *full.shape[2:]), full.dtype)
         patch = cv2.resize(full[y0:y1, x0:x1], (wx1 - wx0, wy1 - wy0), interpolation=interpolation)
@@ -121,9 +130,12 @@ def find_fov(rgb: np.ndarray, params: FovParams | None = None) -> FieldOfView:
     params = params or FovParams()
     h, w = rgb.shape[:2]
     scale = min(1.0, params.analysis_size / max(h, w))
-    small = cv2.resize(
-        rgb, (max(round(w * scale), 1), max(round(h * scale), 1)), interpolation=cv2.INTER_AREA
-    )
+    size = (max(round(w * scale), 1), max(round(h * scale), 1))
+    if scale < 0.5:
+        # Area-averaging 12 MP costs ~60 ms; picking pixels down to twice the size first is
+        # ~10x faster, and the median blur below removes the aliasing it adds.
+        rgb = cv2.resize(rgb, (size[0] * 2, size[1] * 2), interpolation=cv2.INTER_NEAREST)
+    small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     sh, sw = small.shape[:2]
     # The brightest channel: the red channel carries the fundus, but some cameras are dim in red.
     bright = cv2.medianBlur(np.ascontiguousarray(small.max(axis=2), dtype=np.uint8), 5)
@@ -225,14 +237,32 @@ def apply_clahe(rgb: np.ndarray, recipe: PreprocessRecipe) -> np.ndarray:
 
 
 def preprocess(
-    rgb: np.ndarray, recipe: PreprocessRecipe | None = None, fov: FieldOfView | None = None
+    rgb: np.ndarray,
+    recipe: PreprocessRecipe | None = None,
+    fov: FieldOfView | None = None,
+    full_size: tuple[int, int] | None = None,
 ) -> Preprocessed:
-    """Photo (H, W, 3) uint8 RGB to the model's (S, S, 3) uint8 input, with its geometry."""
+    """Photo (H, W, 3) uint8 RGB to the model's (S, S, 3) uint8 input, with its geometry.
+
+    `full_size` (width, height) is the photo's own size when `rgb` was decoded at a reduced
+    scale; the geometry is always in the photo's own pixels.
+    """
     recipe = recipe or PreprocessRecipe()
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"preprocess expects (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
-    fov = fov or find_fov(rgb, recipe.fov)
-    geometry = geometry_for(fov, rgb.shape[0], rgb.shape[1], recipe)
+    width, height = full_size or (rgb.shape[1], rgb.shape[0])
+    if fov is None:
+        fov = find_fov(rgb, recipe.fov)
+        if width != rgb.shape[1]:
+            f = width / rgb.shape[1]
+            fov = FieldOfView(
+                cx=(fov.cx + 0.5) * f - 0.5,
+                cy=(fov.cy + 0.5) * f - 0.5,
+                radius=fov.radius * f,
+                fill=fov.fill,
+                clipped=fov.clipped,
+            )
+    geometry = geometry_for(fov, height, width, recipe)
     image = geometry.to_working(rgb, interpolation=cv2.INTER_AREA)
     if recipe.mask_outside_fov:
         outside = ~geometry.fov_mask_working()

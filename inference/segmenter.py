@@ -116,9 +116,15 @@ class Segmenter:
     def prepare(self, source: PhotoSource | Photo) -> tuple[Photo, Preprocessed, dict[str, float]]:
         """Read and preprocess one photo (CPU work, safe to run in worker threads)."""
         t0 = time.perf_counter()
-        photo = source if isinstance(source, Photo) else read_photo(source)
+        recipe = self.contract.preprocess
+        if isinstance(source, Photo):
+            photo = source
+        else:
+            # The field of view is resized to the working size: a JPEG decoded at a reduced
+            # scale still has more pixels across it than the model takes, in a third the time.
+            photo = read_photo(source, min_side=round(recipe.working_size * 1.25))
         t1 = time.perf_counter()
-        prepared = preprocess(photo.rgb, self.contract.preprocess)
+        prepared = preprocess(photo.rgb, recipe, full_size=(photo.width, photo.height))
         t2 = time.perf_counter()
         return photo, prepared, {"read": (t1 - t0) * 1e3, "preprocess": (t2 - t1) * 1e3}
 

@@ -215,6 +215,36 @@ def test_exif_rotated_jpeg_comes_out_upright(tmp_path: Path, orientation: int, t
     assert f"EXIF orientation {orientation} applied" in photo.conversions
 
 
+def test_reduced_decode_keeps_the_full_size_and_the_picture() -> None:
+    full = read_photo(idrid_photo(1))
+    reduced = read_photo(idrid_photo(1), min_side=1000)
+    assert reduced.rgb.shape == (1424, 2144, 3)  # 1/2 scale: 1424 is the last side >= 1000
+    assert (reduced.width, reduced.height) == (full.width, full.height) == (4288, 2848)
+    assert reduced.reduced and not full.reduced
+    assert reduced.sha256 == full.sha256
+    halved = cv2.resize(full.rgb, (2144, 1424), interpolation=cv2.INTER_AREA)
+    assert _mean_error(reduced.rgb, halved) < 3
+
+
+def test_reduced_decode_of_a_rotated_jpeg_reports_the_upright_size(tmp_path: Path) -> None:
+    stored = _quadrants(480, 800)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = _pil_bytes(Image.fromarray(stored), "JPEG", quality=95, exif=exif)
+    photo = read_photo(_write(tmp_path / "rotated.jpg", data), min_side=100)
+    assert (photo.width, photo.height) == (480, 800)
+    assert photo.rgb.shape == (200, 120, 3)  # 1/4 scale, upright
+    upright = cv2.resize(np.rot90(stored, -1), (120, 200), interpolation=cv2.INTER_AREA)
+    assert _mean_error(photo.rgb, upright) < 6
+
+
+def test_reduced_decode_still_refuses_a_truncated_jpeg(tmp_path: Path) -> None:
+    data = idrid_photo(2).read_bytes()
+    path = _write(tmp_path / "cut.jpg", data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match="truncated"):
+        read_photo(path, min_side=500)
+
+
 def test_jpeg_with_upright_exif_tag_is_left_as_stored(tmp_path: Path) -> None:
     stored = _quadrants(48, 80)
     exif = Image.Exif()

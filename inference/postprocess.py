@@ -44,6 +44,68 @@ def find_lesions(probability: np.ndarray, threshold: float, min_area_px: int = 1
     return lesions_from_mask(mask, probability, min_area_px)
 
 
+def find_lesions_guided(
+    probability: np.ndarray,
+    working: np.ndarray,
+    geometry: Geometry,
+    threshold: float,
+    min_area_px: int = 1,
+) -> list[Lesion]:
+    """The same lesions as `find_lesions`, found only where the working map allows them.
+
+    A bilinear sample is a weighted mean of its four working-grid neighbours, so a
+    full-resolution pixel reaches the threshold only next to a working pixel that does.
+    Labelling 12 MP costs ~50 ms even when empty; labelling the few small windows around
+    working-grid candidates costs a few. Each full-resolution component is kept only by the
+    window of the candidate region it belongs to, so overlapping windows count it once.
+    """
+    candidates = (working >= threshold).astype(np.uint8)
+    support = cv2.dilate(candidates, np.ones((3, 3), np.uint8))
+    count, wlabels, wstats, _ = cv2.connectedComponentsWithStats(support, connectivity=8)
+    sx0, sy0, sx1, sy1 = geometry.source_rect()
+    wx0, wy0, wx1, wy1 = geometry.working_rect()
+    fx = (wx1 - wx0) / (sx1 - sx0)  # working pixels per full pixel, as to_full resampled
+    fy = (wy1 - wy0) / (sy1 - sy0)
+    found: list[tuple[int, tuple[int, int, int, int], tuple[float, float], float, float]] = []
+    for k in range(1, count):
+        x, y, w, h = (int(v) for v in wstats[k][:4])
+        # the window in full-resolution pixels, a little wider than the candidate region
+        x0 = max(sx0 + int(np.floor((x - wx0 - 1) / fx)), sx0)
+        y0 = max(sy0 + int(np.floor((y - wy0 - 1) / fy)), sy0)
+        x1 = min(sx0 + int(np.ceil((x + w - wx0 + 1) / fx)) + 1, sx1)
+        y1 = min(sy0 + int(np.ceil((y + h - wy0 + 1) / fy)) + 1, sy1)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        window = probability[y0:y1, x0:x1]
+        mask = (window >= threshold).astype(np.uint8)
+        n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        for i in range(1, n):
+            bx, by, bw, bh, area = (int(v) for v in stats[i])
+            inside = labels[by : by + bh, bx : bx + bw] == i
+            # one pixel of the component tells which candidate region it belongs to
+            py, px = np.argwhere(inside)[0]
+            u = min(
+                max(round((x0 + bx + px - sx0 + 0.5) * fx - 0.5) + wx0, 0), working.shape[1] - 1
+            )
+            v = min(
+                max(round((y0 + by + py - sy0 + 0.5) * fy - 0.5) + wy0, 0), working.shape[0] - 1
+            )
+            if wlabels[v, u] != k or area < min_area_px:
+                continue
+            values = window[by : by + bh, bx : bx + bw][inside]
+            centroid = (float(centroids[i][0]) + x0, float(centroids[i][1]) + y0)
+            found.append(
+                (
+                    area,
+                    (bx + x0, by + y0, bw, bh),
+                    centroid,
+                    float(values.max()),
+                    float(values.mean()),
+                )
+            )
+    return _numbered(found)
+
+
 def lesions_from_mask(
     mask: np.ndarray, probability: np.ndarray | None, min_area_px: int = 1
 ) -> list[Lesion]:
@@ -66,6 +128,13 @@ def lesions_from_mask(
         found.append(
             (area, (x, y, w, h), (float(centroids[i][0]), float(centroids[i][1])), pmax, pmean)
         )
+    return _numbered(found)
+
+
+def _numbered(
+    found: list[tuple[int, tuple[int, int, int, int], tuple[float, float], float, float]],
+) -> list[Lesion]:
+    """Lesions numbered 1.. in order of decreasing area (then top to bottom, left to right)."""
     found.sort(key=lambda t: (-t[0], t[1][1], t[1][0]))
     return [
         Lesion(

@@ -265,10 +265,11 @@ def preprocess(
     geometry = geometry_for(fov, height, width, recipe)
     image = geometry.to_working(rgb, interpolation=cv2.INTER_AREA)
     if recipe.mask_outside_fov:
-        outside = ~geometry.fov_mask_working()
-        image[outside] = 0
+        inside = geometry.fov_mask_working().astype(np.uint8)
+        image = cv2.bitwise_and(image, image, mask=inside)
         image = apply_clahe(image, recipe)
-        image[outside] = 0  # CLAHE lifts the black surround a little; keep it black
+        # CLAHE lifts the black surround a little; keep it black
+        image = cv2.bitwise_and(image, image, mask=inside)
     else:
         image = apply_clahe(image, recipe)
     return Preprocessed(image=np.ascontiguousarray(image), geometry=geometry)

@@ -17,7 +17,7 @@ from inference.backends import Backend, create_backend
 from inference.errors import HemaviewError
 from inference.model_file import ModelFile
 from inference.photo_io import Photo, read_photo
-from inference.postprocess import Lesion, find_lesions, probability_to_full
+from inference.postprocess import Lesion, find_lesions_guided, probability_to_full
 from inference.preprocess import Geometry, Preprocessed, preprocess
 from inference.version import __version__
 
@@ -142,7 +142,13 @@ class Segmenter:
         t0 = time.perf_counter()
         threshold = self.threshold if threshold is None else float(threshold)
         probability = probability_to_full(working_probability, prepared.geometry)
-        lesions = find_lesions(probability, threshold, self.contract.min_lesion_area_px)
+        lesions = find_lesions_guided(
+            probability,
+            working_probability,
+            prepared.geometry,
+            threshold,
+            self.contract.min_lesion_area_px,
+        )
         timings = {**timings, "postprocess": (time.perf_counter() - t0) * 1e3}
         fov = prepared.geometry.fov
         provenance = Provenance(

@@ -1,0 +1,63 @@
+"""Post-processing: calibrated maps at full resolution, lesions found fast and exactly."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from conftest import idrid_photo
+
+from inference import PreprocessRecipe, read_photo
+from inference.postprocess import find_lesions, find_lesions_guided, probability_to_full
+from inference.preprocess import preprocess
+
+
+def blobby_map(size: int, seed: int) -> np.ndarray:
+    """A working-size map with lesion-like blobs of many sizes and strengths."""
+    rng = np.random.default_rng(seed)
+    spikes = np.zeros((size, size), np.float32)
+    for _ in range(60):
+        y, x = rng.integers(0, size, 2)
+        spikes[y, x] = rng.uniform(0.3, 1.0)
+    blobs = cv2.GaussianBlur(spikes, (0, 0), sigmaX=float(rng.uniform(1.0, 4.0)))
+    blobs /= max(float(blobs.max()), 1e-6)
+    noise = cv2.GaussianBlur(rng.random((size, size)).astype(np.float32), (0, 0), 2.0)
+    return np.clip(0.95 * blobs + 0.15 * noise, 0, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def geometry():  # type: ignore[no-untyped-def]
+    photo = read_photo(idrid_photo(14), min_side=1280)
+    return preprocess(photo.rgb, PreprocessRecipe(), full_size=(photo.width, photo.height)).geometry
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("threshold", [0.15, 0.35, 0.6])
+def test_guided_lesions_equal_labelling_the_whole_photo(
+    geometry, seed: int, threshold: float
+) -> None:  # type: ignore[no-untyped-def]
+    working = blobby_map(geometry.working_size, seed)
+    full = probability_to_full(working, geometry)
+    exact = find_lesions(full, threshold, 30)
+    fast = find_lesions_guided(full, working, geometry, threshold, 30)
+    assert len(exact) > 0 or threshold > 0.5
+    assert len(fast) == len(exact)
+    for a, b in zip(fast, exact, strict=True):
+        assert (a.id, a.bbox, a.area_px, a.max_probability) == (
+            b.id,
+            b.bbox,
+            b.area_px,
+            b.max_probability,
+        )
+        assert a.centroid == pytest.approx(b.centroid, abs=1e-6)
+        assert a.mean_probability == pytest.approx(b.mean_probability, abs=1e-6)
+
+
+def test_probability_is_resampled_not_rescaled(geometry) -> None:  # type: ignore[no-untyped-def]
+    working = np.full((geometry.working_size,) * 2, 0.3, np.float32)
+    full = probability_to_full(working, geometry)
+    cx, cy, r = round(geometry.fov.cx), round(geometry.fov.cy), int(geometry.fov.radius * 0.9)
+    centre = full[cy - r // 2 : cy + r // 2, cx - r // 2 : cx + r // 2]
+    # a flat 0.3 stays 0.3 (no per-image min-max stretch to 1.0); it fades only at the FOV edge
+    assert np.allclose(centre, 0.3, atol=1e-6)
+    assert float(full.max()) == pytest.approx(0.3, abs=1e-6)

@@ -10,6 +10,7 @@ forward the same way (`Geometry.to_working`).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -115,8 +116,13 @@ class Geometry:
         bounds[wy0:wy1, wx0:wx1] = True
         return np.asarray(inside & bounds)
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Geometry:
+        fields = {k: v for k, v in raw.items() if k != "fov"}
+        return cls(fov=FieldOfView(**raw["fov"]), **fields)
 
 
 @dataclass(frozen=True)

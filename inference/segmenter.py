@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,13 @@ class Provenance:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Provenance:
+        values = dict(raw)
+        values["photo_size"] = tuple(values["photo_size"])
+        values["conversions"] = tuple(values["conversions"])
+        return cls(**values)
+
 
 @dataclass
 class Prediction:
@@ -56,7 +63,8 @@ class Prediction:
     lesions: list[Lesion]
     provenance: Provenance
     geometry: Geometry
-    photo: Photo
+    photo: Photo  # as read: for a path, possibly at a reduced scale (photo.width is the full size)
+    working: np.ndarray  # float16 (S, S): the model's own output, what caches keep
     _mask: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -65,6 +73,12 @@ class Prediction:
         if self._mask is None:
             self._mask = self.probability >= self.threshold
         return self._mask
+
+    def at_threshold(self, threshold: float, min_area_px: int) -> list[Lesion]:
+        """The lesions at another threshold, without running the model again."""
+        return find_lesions_guided(
+            self.probability, self.working.astype(np.float32), self.geometry, threshold, min_area_px
+        )
 
     @property
     def uncertainty(self) -> float:
@@ -165,7 +179,37 @@ class Segmenter:
             fov={"cx": fov.cx, "cy": fov.cy, "radius": fov.radius, "fill": fov.fill},
             timings_ms={k: round(v, 2) for k, v in timings.items()},
         )
-        return Prediction(probability, threshold, lesions, provenance, prepared.geometry, photo)
+        return Prediction(
+            probability,
+            threshold,
+            lesions,
+            provenance,
+            prepared.geometry,
+            photo,
+            working_probability.astype(np.float16),
+        )
+
+    def rebuild(
+        self,
+        photo: Photo,
+        geometry: Geometry,
+        working: np.ndarray,
+        provenance: Provenance,
+        threshold: float | None = None,
+    ) -> Prediction:
+        """A Prediction from a cached working-size map (no model run): what caches store."""
+        t0 = time.perf_counter()
+        threshold = provenance.threshold if threshold is None else float(threshold)
+        w32 = working.astype(np.float32)
+        probability = probability_to_full(w32, geometry)
+        lesions = find_lesions_guided(
+            probability, w32, geometry, threshold, self.contract.min_lesion_area_px
+        )
+        timings = {**provenance.timings_ms, "rebuild": round((time.perf_counter() - t0) * 1e3, 2)}
+        provenance = replace(provenance, threshold=threshold, timings_ms=timings)
+        return Prediction(
+            probability, threshold, lesions, provenance, geometry, photo, working.astype(np.float16)
+        )
 
     def predict(self, source: PhotoSource | Photo, *, threshold: float | None = None) -> Prediction:
         """One photo (a path, an RGB uint8 array or a Photo) to its Prediction."""

@@ -18,7 +18,7 @@ import numpy as np
 from inference.atomic import atomic_write_bytes, atomic_write_text
 from inference.contract import PreprocessRecipe
 from inference.photo_io import read_photo
-from inference.preprocess import FieldOfView, Geometry, preprocess
+from inference.preprocess import Geometry, preprocess
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,6 @@ def recipe_key(recipe: PreprocessRecipe) -> str:
     return hashlib.sha256(recipe.to_json().encode()).hexdigest()[:12]
 
 
-def geometry_from_dict(raw: dict[str, object]) -> Geometry:
-    fov = FieldOfView(**raw["fov"])  # type: ignore[arg-type]
-    fields = {k: v for k, v in raw.items() if k != "fov"}
-    return Geometry(fov=fov, **fields)  # type: ignore[arg-type]
-
-
 def load_preprocessed(photo_path: Path, recipe: PreprocessRecipe, cache_dir: Path) -> CachedPhoto:
     """The preprocessed photo, from the cache when present, else computed and stored."""
     digest = hashlib.sha256(photo_path.read_bytes()).hexdigest()
@@ -48,7 +42,7 @@ def load_preprocessed(photo_path: Path, recipe: PreprocessRecipe, cache_dir: Pat
     if image_path.exists() and geometry_path.exists():
         image = cv2.imdecode(np.frombuffer(image_path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
         if image is not None:
-            geometry = geometry_from_dict(json.loads(geometry_path.read_text()))
+            geometry = Geometry.from_dict(json.loads(geometry_path.read_text()))
             rgb = np.ascontiguousarray(image[:, :, ::-1])
             return CachedPhoto(photo_path.stem, rgb, geometry.fov_mask_working(), geometry)
     photo = read_photo(photo_path)

@@ -9,6 +9,7 @@ opens the file through `inference.Segmenter`, exactly as the clinic will.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -48,7 +49,14 @@ class ExportInfo:
 
 
 def git_commit() -> str:
-    """The training code's commit, marked dirty when the tree has changes."""
+    """The training code's commit, marked dirty when the tree has changes.
+
+    HEMAVIEW_TRAINING_COMMIT names it where the code runs without its git folder (a copy of
+    the working tree on a GPU machine).
+    """
+    given = os.environ.get("HEMAVIEW_TRAINING_COMMIT")
+    if given:
+        return given
     here = Path(__file__).resolve().parent
     try:
         sha = subprocess.run(

@@ -155,6 +155,8 @@ class Segmenter:
         """Post-process one working-size map into a full-resolution Prediction."""
         t0 = time.perf_counter()
         threshold = self.threshold if threshold is None else float(threshold)
+        # Caches keep float16; rounding here makes a fresh prediction equal a cached one.
+        working_probability = working_probability.astype(np.float16).astype(np.float32)
         probability = probability_to_full(working_probability, prepared.geometry)
         lesions = find_lesions_guided(
             probability,

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# Qt widgets render without a display in tests (set before any Qt import).
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("HEMAVIEW_DATA", REPO.parent / "shared" / "data"))
 IDRID = DATA / "idrid-hemorrhage"

@@ -1,0 +1,98 @@
+"""User settings with bounds and a schema version, stored with QSettings where the
+platform expects them (registry on Windows, ~/.config on Linux)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from PySide6.QtCore import QSettings
+
+SCHEMA_VERSION = 1
+MAX_RECENT = 10
+LANGUAGES = ("auto", "en", "ko")
+PRESETS = ("original", "green", "clahe")
+
+
+@dataclass
+class Settings:
+    """Every user setting, with its default; `clamped()` keeps each within its bounds."""
+
+    reviewer: str = ""
+    language: str = "auto"  # auto: from the system locale
+    overlay_colour: str = "#ffe600"  # yellow reads well over the red-orange fundus
+    overlay_opacity: float = 0.55
+    overlay_filled: bool = True
+    display_preset: str = "original"
+    brush_radius: float = 12.0  # image pixels
+    label_dir: str = ""  # empty: a hemaview-labels folder beside the photos
+    recent_folders: list[str] = field(default_factory=list)
+    remote_address: str = ""  # host:port of a Triton server; empty: local only
+    remote_budget_s: float = 1.0  # seconds per 10 photos the local backend may take
+    remote_tls: bool = False
+    autosave_seconds: int = 30
+
+    def clamped(self) -> Settings:
+        self.language = self.language if self.language in LANGUAGES else "auto"
+        self.display_preset = self.display_preset if self.display_preset in PRESETS else "original"
+        self.overlay_opacity = min(max(float(self.overlay_opacity), 0.0), 1.0)
+        self.brush_radius = min(max(float(self.brush_radius), 1.0), 500.0)
+        self.remote_budget_s = min(max(float(self.remote_budget_s), 0.0), 3600.0)
+        self.autosave_seconds = min(max(int(self.autosave_seconds), 5), 600)
+        self.reviewer = self.reviewer.strip()[:80]
+        if not _is_colour(self.overlay_colour):
+            self.overlay_colour = Settings.overlay_colour
+        self.recent_folders = [str(p) for p in self.recent_folders if p][:MAX_RECENT]
+        return self
+
+    def add_recent(self, folder: str) -> None:
+        self.recent_folders = [folder, *[f for f in self.recent_folders if f != folder]][
+            :MAX_RECENT
+        ]
+
+
+def _is_colour(text: str) -> bool:
+    return (
+        isinstance(text, str)
+        and len(text) == 7
+        and text.startswith("#")
+        and all(c in "0123456789abcdefABCDEF" for c in text[1:])
+    )
+
+
+def _coerce(value: Any, default: Any) -> Any:
+    """QSettings gives strings back from INI files: coerce to the default's type."""
+    try:
+        if isinstance(default, bool):
+            return value in (True, "true", "True", "1", 1)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, list):
+            if value is None:
+                return []
+            return [str(v) for v in (value if isinstance(value, list) else [value])]
+        return str(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def load_settings(store: QSettings | None = None) -> Settings:
+    store = store or QSettings()
+    settings = Settings()
+    if int(_coerce(store.value("schema_version", SCHEMA_VERSION), SCHEMA_VERSION)) > SCHEMA_VERSION:
+        return settings.clamped()  # written by a newer Hemaview: keep the defaults, change nothing
+    for f in fields(Settings):
+        if store.contains(f.name):
+            setattr(settings, f.name, _coerce(store.value(f.name), getattr(settings, f.name)))
+    return settings.clamped()
+
+
+def save_settings(settings: Settings, store: QSettings | None = None) -> None:
+    store = store or QSettings()
+    settings.clamped()
+    store.setValue("schema_version", SCHEMA_VERSION)
+    for f in fields(Settings):
+        store.setValue(f.name, getattr(settings, f.name))
+    store.sync()

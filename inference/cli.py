@@ -4,11 +4,22 @@ For each photo X it writes, in the output folder: `X_HE.png` (the label at the m
 threshold), `X_prob.png` (the probability as 8-bit grey, 255 = 1.0) and `X.json`
 (provenance). Every file is written atomically. It carries on past bad photos, lists
 each failure with its reason at the end, and exits 1 if any photo failed.
+
+With `--remote HOST:PORT` the photos the local backend cannot finish within the budget
+(`--budget S`, default: 10 photos per second) go to a Triton server; a photo sent back by
+the server runs locally, and a photo fails only if neither side could process it. The
+authorisation header for the server, if it needs one, is read from the environment
+variable HEMAVIEW_TRITON_AUTHORIZATION (never from the command line, which others can
+see).
+
+`hemaview-infer --triton-repo DIR [--model PATH] [--cpu]` writes a Triton model repository
+for the model instead (see packaging/triton/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Iterable
@@ -30,10 +41,11 @@ from inference.labels import (
     save_label,
 )
 from inference.photo_io import is_photo_path
-from inference.segmenter import PhotoFailure, Prediction, Segmenter
+from inference.segmenter import PhotoFailure, PhotoSource, Prediction, Segmenter
 from inference.version import __version__
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+AUTH_ENV = "HEMAVIEW_TRITON_AUTHORIZATION"
 
 
 def collect_photos(
@@ -124,10 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pre-annotate fundus photos with the haemorrhage model.",
     )
     parser.add_argument(
-        "inputs", nargs="+", metavar="PHOTO_OR_FOLDER", help="photos, or folders of photos"
+        "inputs", nargs="*", metavar="PHOTO_OR_FOLDER", help="photos, or folders of photos"
     )
     parser.add_argument(
-        "--out", required=True, type=Path, help="folder for labels and probability maps"
+        "--out", type=Path, default=None, help="folder for labels and probability maps"
     )
     parser.add_argument(
         "--model", type=Path, default=None, help="ONNX model (default: the shipped model)"
@@ -144,13 +156,114 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--recursive", action="store_true", help="look for photos in sub-folders too"
     )
+    remote = parser.add_argument_group("remote Triton server")
+    remote.add_argument(
+        "--remote",
+        metavar="HOST:PORT",
+        default=None,
+        help="send what the local backend cannot finish within the budget to this Triton "
+        "server (gRPC; grpcs://, http:// or https:// pick another protocol or TLS)",
+    )
+    remote.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds the whole run may take before photos overflow to the server "
+        "(default: 10 photos per second; 0 sends all it can to the server)",
+    )
+    remote.add_argument(
+        "--remote-ca", type=Path, default=None, help="PEM file of the CAs to trust (TLS)"
+    )
+    remote.add_argument(
+        "--remote-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds one request to the server may take (default: 30)",
+    )
+    remote.add_argument(
+        "--remote-model", default=None, help="the model's name on the server (default: its own)"
+    )
+    repo = parser.add_argument_group("Triton model repository")
+    repo.add_argument(
+        "--triton-repo",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write a Triton model repository for the model into DIR and exit",
+    )
+    repo.add_argument(
+        "--cpu",
+        action="store_true",
+        help="with --triton-repo: the CPU stand-in (Python backend) instead of the GPU one",
+    )
+    repo.add_argument(
+        "--max-batch", type=int, default=8, help="with --triton-repo: max_batch_size (default 8)"
+    )
     parser.add_argument("--version", action="version", version=f"hemaview {__version__}")
     return parser
 
 
+def write_triton_repo(args: argparse.Namespace, err: TextIO) -> int:
+    from inference.model_file import ModelFile
+    from inference.triton_repo import RepoSettings, write_repository
+
+    try:
+        model = ModelFile.open(args.model)
+    except HemaviewError as exc:
+        print(f"hemaview-infer: cannot use the model: {exc}", file=err)
+        return EXIT_USAGE
+    try:
+        settings = RepoSettings(
+            max_batch_size=args.max_batch,
+            preferred_batch_sizes=tuple(
+                sorted({b for b in (args.max_batch // 2, args.max_batch) if b >= 1})
+            ),
+        )
+        folder = write_repository(args.triton_repo, model, cpu=args.cpu, settings=settings)
+    except (ValueError, OSError) as exc:
+        print(f"hemaview-infer: cannot write the repository: {exc}", file=err)
+        return EXIT_USAGE
+    kind = "CPU stand-in (python backend)" if args.cpu else "production (onnxruntime, GPU)"
+    print(
+        f"wrote {kind} model {folder.name} ({model.sha256[:12]}) into {args.triton_repo}",
+        file=err,
+    )
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     err = sys.stderr
+    if args.triton_repo is not None:
+        if args.inputs or args.out is not None or args.remote is not None:
+            print("hemaview-infer: --triton-repo takes no photos, --out or --remote", file=err)
+            return EXIT_USAGE
+        return write_triton_repo(args, err)
+    if not args.inputs or args.out is None:
+        print("hemaview-infer: give photos (or folders) and --out DIR", file=err)
+        parser.print_usage(err)
+        return EXIT_USAGE
+    if args.budget is not None and (args.budget < 0 or args.remote is None):
+        print("hemaview-infer: --budget needs --remote and a value >= 0", file=err)
+        return EXIT_USAGE
+    remote = None
+    if args.remote is not None:
+        from inference.dispatch import RemoteConfig
+
+        try:
+            remote = RemoteConfig.parse(
+                args.remote,
+                ca_file=str(args.remote_ca) if args.remote_ca else None,
+                request_timeout_s=args.remote_timeout,
+                model_name=args.remote_model,
+                authorization=os.environ.get(AUTH_ENV) or None,
+            )
+        except ValueError as exc:
+            print(f"hemaview-infer: --remote: {exc}", file=err)
+            return EXIT_USAGE
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         print(
             f"hemaview-infer: --threshold must be between 0 and 1, not {args.threshold}", file=err
@@ -174,7 +287,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     progress = Progress(len(photos), err)
     failures: list[tuple[Path, str]] = []
-    results = segmenter.predict_many(photos, threshold=args.threshold)
+    results: Iterable[tuple[PhotoSource, Prediction | PhotoFailure]]
+    dispatcher = None
+    if remote is not None:
+        from inference.dispatch import Dispatcher
+
+        dispatcher = Dispatcher(segmenter, remote, budget_s=args.budget)
+        budget = dispatcher.budget_for(len(photos))
+        print(f"remote: {remote.describe()}, budget {budget:g} s", file=err)
+        results = (
+            (item.source, item.result) for item in dispatcher.run(photos, threshold=args.threshold)
+        )
+    else:
+        results = segmenter.predict_many(photos, threshold=args.threshold)
     for done, (source, result) in enumerate(results, start=1):
         path = Path(str(source))
         if isinstance(result, PhotoFailure):
@@ -185,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
             except (HemaviewError, OSError) as exc:
                 failures.append((path, f"could not write its results: {exc}"))
         progress.update(done, path.name)
+    if dispatcher is not None:
+        dispatcher.close()
+        if dispatcher.last_report is not None:
+            print(dispatcher.last_report.summary(), file=err)
     segmenter.close()
     ok = len(photos) - len(failures)
     print(f"{ok} of {len(photos)} photos annotated into {args.out}", file=err)

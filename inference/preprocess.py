@@ -9,6 +9,7 @@ forward the same way (`Geometry.to_working`).
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from inference.contract import FovParams, PreprocessRecipe
 from inference.errors import NotFundusError
+from inference.photo_io import Photo, read_photo
 
 
 @dataclass(frozen=True)
@@ -279,3 +281,20 @@ def preprocess(
     else:
         image = apply_clahe(image, recipe)
     return Preprocessed(image=np.ascontiguousarray(image), geometry=geometry)
+
+
+def decode_min_side(recipe: PreprocessRecipe) -> int:
+    """The shortest photo side a JPEG may be decoded down to for this recipe.
+
+    The field of view spans at least ~80% of a fundus photo's shorter side, so 1.25 times the
+    working size keeps more pixels across it than the model takes.
+    """
+    return round(recipe.working_size * 1.25)
+
+
+def read_for_model(
+    source: str | os.PathLike[str], recipe: PreprocessRecipe
+) -> tuple[Photo, Preprocessed]:
+    """Read and preprocess a photo file exactly as the clinic does (training uses this too)."""
+    photo = read_photo(source, min_side=decode_min_side(recipe))
+    return photo, preprocess(photo.rgb, recipe, full_size=(photo.width, photo.height))

@@ -18,7 +18,7 @@ from inference.errors import HemaviewError
 from inference.model_file import ModelFile
 from inference.photo_io import Photo, read_photo
 from inference.postprocess import Lesion, find_lesions_guided, probability_to_full
-from inference.preprocess import Geometry, Preprocessed, preprocess
+from inference.preprocess import Geometry, Preprocessed, decode_min_side, preprocess
 from inference.version import __version__
 
 PhotoSource = str | os.PathLike[str] | np.ndarray
@@ -133,10 +133,13 @@ class Segmenter:
         recipe = self.contract.preprocess
         if isinstance(source, Photo):
             photo = source
+        elif isinstance(source, np.ndarray):
+            photo = read_photo(source)
         else:
-            # The field of view is resized to the working size: a JPEG decoded at a reduced
-            # scale still has more pixels across it than the model takes, in a third the time.
-            photo = read_photo(source, min_side=round(recipe.working_size * 1.25))
+            # A JPEG decoded at a reduced scale still has more pixels across the field of view
+            # than the model takes, in a third of the time. This is read_for_model's recipe,
+            # the one training uses, timed in two parts.
+            photo = read_photo(source, min_side=decode_min_side(recipe))
         t1 = time.perf_counter()
         prepared = preprocess(photo.rgb, recipe, full_size=(photo.width, photo.height))
         t2 = time.perf_counter()

@@ -17,8 +17,7 @@ import numpy as np
 
 from inference.atomic import atomic_write_bytes, atomic_write_text
 from inference.contract import PreprocessRecipe
-from inference.photo_io import read_photo
-from inference.preprocess import Geometry, preprocess
+from inference.preprocess import Geometry, read_for_model
 
 
 @dataclass(frozen=True)
@@ -45,8 +44,7 @@ def load_preprocessed(photo_path: Path, recipe: PreprocessRecipe, cache_dir: Pat
             geometry = Geometry.from_dict(json.loads(geometry_path.read_text()))
             rgb = np.ascontiguousarray(image[:, :, ::-1])
             return CachedPhoto(photo_path.stem, rgb, geometry.fov_mask_working(), geometry)
-    photo = read_photo(photo_path)
-    prepared = preprocess(photo.rgb, recipe)
+    _, prepared = read_for_model(photo_path, recipe)
     ok, encoded = cv2.imencode(".png", prepared.image[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise OSError(f"could not encode the cache entry for {photo_path}")

@@ -69,6 +69,20 @@ def check_cuda() -> CudaCheck:
     return CudaCheck(True, f"NVIDIA driver with CUDA {have[0]}.{have[1]}, {count.value} GPU(s)")
 
 
+def runtime_summary() -> str:
+    """onnxruntime's package, version and the providers it was built with, in one line."""
+    import onnxruntime as ort
+
+    try:
+        from onnxruntime.capi import build_and_package_info as info
+
+        package = str(info.package_name)
+    except ImportError:
+        package = "onnxruntime"
+    providers = ", ".join(ort.get_available_providers())
+    return f"{package} {ort.__version__}, providers available: {providers}"
+
+
 def _load_driver() -> Any:
     names = ["nvcuda.dll"] if sys.platform == "win32" else ["libcuda.so.1", "libcuda.so"]
     for name in names:

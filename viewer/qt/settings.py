@@ -20,7 +20,9 @@ class Settings:
 
     reviewer: str = ""
     language: str = "auto"  # auto: from the system locale
-    overlay_colour: str = "#ffe600"  # yellow reads well over the red-orange fundus
+    # Cyan: it stands out on the red-orange fundus and is neither the yellow of hard exudates
+    # nor the dark red of the haemorrhages it marks.
+    overlay_colour: str = "#00e5ff"
     overlay_opacity: float = 0.55
     overlay_filled: bool = True
     display_preset: str = "original"

@@ -1,0 +1,391 @@
+"""Fine-tuning on real IDRiD photos, small and on the CPU: the data, the loop, resume,
+checkpoint errors, export through to inference.Segmenter, and a tiny comparison."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import IDRID, idrid_photo
+
+from inference.contract import PreprocessRecipe
+from training.data import (
+    DatasetError,
+    DataWarning,
+    LabelledSet,
+    PhotoRecord,
+    Sample,
+    kfold_split,
+    load_labelled_set,
+    load_sample,
+    scan_idrid,
+    split_for_fold,
+)
+from training.finetune import (
+    CheckpointError,
+    FinetuneConfig,
+    PatchSampler,
+    build_net,
+    finetune,
+    load_checkpoint,
+    net_from_checkpoint,
+    predict_logits,
+)
+from training.losses import LossWeights, total_loss
+
+NAMES = ["IDRiD_01", "IDRiD_02", "IDRiD_05", "IDRiD_43"]
+SIZE = 256
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def data(cache_dir: Path) -> LabelledSet:
+    return load_labelled_set(
+        IDRID, PreprocessRecipe(working_size=SIZE), cache_dir=cache_dir, names=NAMES
+    )
+
+
+def small_config(**changes: object) -> FinetuneConfig:
+    base = FinetuneConfig(
+        working_size=SIZE,
+        crop_size=128,
+        epochs=1,
+        steps_per_epoch=3,
+        batch_size=4,
+        warmup_steps=1,
+        device="cpu",
+        seed=0,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+
+
+def test_idrid_43_is_not_annotated_never_an_empty_mask(data: LabelledSet) -> None:
+    records = {r.name: r for r in scan_idrid(IDRID)}
+    assert len(records) == 54
+    assert records["IDRiD_43"].mask_path is None
+    assert all(r.mask_path is not None for name, r in records.items() if name != "IDRiD_43")
+    sample = data.by_name()["IDRiD_43"]
+    assert sample.mask is None and not sample.annotated and not sample.evaluable
+    assert math.isnan(sample.lesion_fraction)
+    assert data.summary()["not_annotated"] == ["IDRiD_43"]
+    assert [s.name for s in data.evaluable()] == ["IDRiD_01", "IDRiD_02", "IDRiD_05"]
+    for s in data.evaluable():
+        assert s.image.shape == (SIZE, SIZE, 3) and s.image.dtype == np.uint8
+        assert s.mask is not None and s.mask.dtype == np.float32 and 0 < s.mask.max() <= 1
+        assert s.fov.dtype == bool and 0.5 < s.fov.mean() < 0.9
+        # lesions read through the palette, not through the greyscale trap that erases them
+        assert 0.0005 < s.lesion_fraction < 0.05
+    folds = kfold_split(data.samples, 3, seed=0)
+    assert sorted(n for fold in folds for n in fold) == ["IDRiD_01", "IDRiD_02", "IDRiD_05"]
+
+
+def test_unannotated_photos_train_only_the_reconstruction(data: LabelledSet) -> None:
+    seg_only = PatchSampler(data.samples, small_config(reconstruction=False), torch.device("cpu"))
+    assert "IDRiD_43" not in [s.name for s in seg_only.samples]
+    both = PatchSampler(data.samples, small_config(), torch.device("cpu"))
+    annotated = {s.name: float(a) for s, a in zip(both.samples, both.annotated)}
+    assert annotated["IDRiD_43"] == 0.0 and annotated["IDRiD_01"] == 1.0
+    # a photo without annotation adds nothing to the segmentation loss, whatever its logits
+    logits = torch.randn(2, 1, 32, 32, requires_grad=True)
+    image = torch.randn(2, 3, 32, 32)
+    recon = torch.randn(2, 3, 32, 32, requires_grad=True)
+    fov = torch.ones(2, 1, 32, 32)
+    loss, parts = total_loss(
+        logits,
+        recon,
+        image,
+        torch.zeros(2, 1, 32, 32),
+        fov,
+        torch.tensor([1.0, 0.0]),
+        LossWeights(reconstruction=0.5),
+    )
+    loss.backward()
+    assert logits.grad is not None and recon.grad is not None
+    assert torch.all(logits.grad[1] == 0) and torch.any(logits.grad[0] != 0)
+    assert torch.any(recon.grad[1] != 0)  # but it does train the reconstruction
+    assert set(parts) == {"bce", "dice", "recon", "loss"}
+
+
+def test_patches_lean_towards_lesions(data: LabelledSet) -> None:
+    sampler = PatchSampler(data.evaluable(), small_config(lesion_bias=0.9), torch.device("cpu"))
+    generator = torch.Generator().manual_seed(0)
+    images, masks, valid, annotated = sampler.batch(16, np.random.default_rng(0), generator)
+    assert images.shape == (16, 3, 128, 128) and masks.shape == valid.shape == (16, 1, 128, 128)
+    assert float(images.min()) >= 0 and float(images.max()) <= 255
+    with_lesion = (masks.flatten(1).amax(dim=1) > 0).float().mean()
+    assert with_lesion >= 0.6  # lesions cover ~0.3% of these photos
+    assert torch.all(annotated == 1)
+
+
+def test_data_errors_are_clear(tmp_path: Path, cache_dir: Path) -> None:
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_labelled_set(tmp_path / "nowhere", cache_dir=cache_dir)
+    (tmp_path / "flat").mkdir()
+    with pytest.raises(DatasetError, match=r"images/IDRiD_NN\.jpg"):
+        load_labelled_set(tmp_path / "flat", cache_dir=cache_dir)
+    recipe = PreprocessRecipe(working_size=SIZE)
+    # a mask of the wrong size for its photo
+    from PIL import Image
+
+    wrong = tmp_path / "wrong_HE.png"
+    Image.fromarray(np.zeros((100, 100), np.uint8)).save(wrong)
+    record = PhotoRecord("IDRiD_01", idrid_photo(1), wrong, "idrid")
+    with pytest.raises(DatasetError, match="4288x2848"):
+        load_sample(record, recipe, cache_dir)
+    # an empty mask is kept as a photo without haemorrhage, with a warning for IDRiD data
+    empty = tmp_path / "empty_HE.png"
+    Image.fromarray(np.zeros((2848, 4288), np.uint8)).save(empty)
+    with pytest.warns(DataWarning, match="empty"):
+        sample = load_sample(
+            PhotoRecord("IDRiD_01", idrid_photo(1), empty, "idrid"), recipe, cache_dir
+        )
+    assert sample.annotated and sample.mask is not None and sample.mask.max() == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a reviewer's "no haemorrhage" is not suspicious
+        load_sample(
+            PhotoRecord("X", idrid_photo(1), empty, "labels", empty_mask_ok=True), recipe, cache_dir
+        )
+    # an unreadable photo
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    with pytest.raises(DatasetError, match=r"broken\.jpg"):
+        load_sample(PhotoRecord("broken", broken, None, "idrid"), recipe, cache_dir)
+
+
+def test_folds_are_by_photo_seeded_and_stratified() -> None:
+    samples = [
+        Sample(
+            name=f"P{i:02d}",
+            image=np.zeros((1, 1, 3), np.uint8),
+            mask=np.zeros((1, 1), np.float32),
+            fov=np.ones((1, 1), bool),
+            geometry=None,  # type: ignore[arg-type]  # folds never look at it
+            image_path=Path("x"),
+            mask_path=Path("y"),
+            source="idrid",
+            lesion_fraction=0.001 * (i + 1),
+        )
+        for i in range(53)
+    ]
+    samples.append(dataclasses.replace(samples[0], name="P99", mask=None, lesion_fraction=math.nan))
+    folds = kfold_split(samples, 5, seed=3)
+    assert folds == kfold_split(samples, 5, seed=3)
+    assert folds != kfold_split(samples, 5, seed=4)
+    names = [n for fold in folds for n in fold]
+    assert sorted(names) == sorted(f"P{i:02d}" for i in range(53))  # P99 is never evaluated
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1
+    burden = {s.name: s.lesion_fraction for s in samples}
+    means = [np.mean([burden[n] for n in fold]) for fold in folds]
+    assert max(means) - min(means) < 0.01  # every fold gets small and large lesions alike
+    train, test = split_for_fold(samples, folds, 0)
+    assert {s.name for s in test} == set(folds[0])
+    assert "P99" in {s.name for s in train} and not {s.name for s in train} & set(folds[0])
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+
+
+def test_a_few_steps_with_both_decoders(data: LabelledSet, tmp_path: Path) -> None:
+    config = small_config()
+    before = build_net(config)
+    result = finetune(config, data.samples, tmp_path / "run", log=lambda _: None)
+    assert len(result.history) == 1
+    row = result.history[0]
+    for key in ("loss", "bce", "dice", "recon"):
+        assert math.isfinite(row[key]), key
+    assert result.net.reconstruction is not None and before.reconstruction is not None
+    changed = [
+        not torch.equal(a, b)
+        for a, b in zip(before.reconstruction.parameters(), result.net.reconstruction.parameters())
+    ]
+    assert all(changed)  # every reconstruction weight was trained
+    assert not torch.equal(
+        before.segmentation_head[0].weight, result.net.segmentation_head[0].weight
+    )
+    assert (tmp_path / "run" / "train_log.csv").read_text().startswith("epoch,step")
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 1000
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert state["config"]["reconstruction"] is True and state["config"]["crop_size"] == 128
+    assert state["train_names"] == NAMES
+    # the segmentation-only network has no reconstruction decoder at all
+    seg = finetune(
+        small_config(reconstruction=False, steps_per_epoch=1),
+        data.samples,
+        tmp_path / "seg",
+        log=lambda _: None,
+    )
+    assert seg.net.reconstruction is None and "recon" not in seg.history[0]
+
+
+def test_moco_and_imagenet_initialisations_load_the_encoder(tmp_path: Path) -> None:
+    import torchvision
+
+    from training.model import HemaviewNet, ModelConfig
+
+    torch.manual_seed(1)
+    donor = HemaviewNet(ModelConfig())
+    encoder_pt = tmp_path / "encoder.pt"
+    torch.save({"encoder": donor.encoder.state_dict(), "encoder_name": "resnet18"}, encoder_pt)
+    net = build_net(small_config(init="moco", init_weights=str(encoder_pt)))
+    for key, value in donor.encoder.state_dict().items():
+        assert torch.equal(net.encoder.state_dict()[key], value), key
+    imagenet = torchvision.models.resnet18(weights=None).state_dict()  # a stand-in local file
+    imagenet_pt = tmp_path / "resnet18.pth"
+    torch.save(imagenet, imagenet_pt)
+    net = build_net(small_config(init="imagenet", init_weights=str(imagenet_pt)))
+    assert torch.equal(net.encoder.state_dict()["conv1.weight"], imagenet["conv1.weight"])
+    with pytest.raises(ValueError, match="needs --init-weights"):
+        small_config(init="imagenet")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        build_net(small_config(init="moco", init_weights=str(tmp_path / "missing.pt")))
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_continues_where_it_stopped(data: LabelledSet, tmp_path: Path) -> None:
+    config = small_config(epochs=2, steps_per_epoch=2, reconstruction=False)
+    train = data.evaluable()
+
+    def stop_after_first(epoch: int) -> None:
+        if epoch == 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        finetune(config, train, tmp_path / "run", log=lambda _: None, on_epoch=stop_after_first)
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert (state["epoch"], state["step"]) == (1, 2)
+    messages: list[str] = []
+    resumed = finetune(config, train, tmp_path / "run", log=messages.append)
+    assert any("resuming" in m and "epoch 1" in m for m in messages)
+    assert [row["step"] for row in resumed.history] == [2, 4]
+    assert resumed.history[0] == state["history"][0]
+    # per-epoch seeds: the resumed run ends where an uninterrupted one does
+    straight = finetune(config, train, tmp_path / "straight", log=lambda _: None)
+    for a, b in zip(straight.net.state_dict().values(), resumed.net.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # a finished run is loaded, not retrained
+    again = finetune(config, train, tmp_path / "run", log=lambda _: None)
+    assert [row["step"] for row in again.history] == [2, 4]
+    # another configuration in the same folder is refused with the difference named
+    with pytest.raises(CheckpointError, match="lr"):
+        finetune(dataclasses.replace(config, lr=0.5), train, tmp_path / "run", log=lambda _: None)
+
+
+def test_a_corrupt_checkpoint_gives_a_clear_error(data: LabelledSet, tmp_path: Path) -> None:
+    config = small_config(steps_per_epoch=1, reconstruction=False)
+    finetune(config, data.evaluable(), tmp_path / "run", log=lambda _: None)
+    path = tmp_path / "run" / "checkpoint.pt"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # cut off, as by a full disk
+    with pytest.raises(CheckpointError, match="corrupt or truncated") as info:
+        finetune(config, data.evaluable(), tmp_path / "run", log=lambda _: None)
+    assert str(path) in str(info.value)
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        net_from_checkpoint(path)
+    torch.save({"something": "else"}, path)
+    with pytest.raises(CheckpointError, match="not a Hemaview fine-tuning checkpoint"):
+        net_from_checkpoint(path)
+
+
+def test_evaluation_during_training_and_early_stop(data: LabelledSet, tmp_path: Path) -> None:
+    train = [s for s in data.evaluable() if s.name != "IDRiD_05"]
+    val = [data.by_name()["IDRiD_05"]]
+    config = small_config(
+        epochs=4, steps_per_epoch=1, eval_every=1, early_stop=1, reconstruction=False
+    )
+    result = finetune(config, train, tmp_path / "run", val=val, log=lambda _: None)
+    scores = [row["val_aupr"] for row in result.history]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert state["optimizer"] is None  # a finished run keeps its weights only
+    if len(scores) < 4:
+        assert state["stopped_early"] and scores[-1] <= max(scores[:-1])
+    with pytest.raises(ValueError, match="--early-stop needs --eval-every"):
+        small_config(early_stop=2)
+
+
+def test_export_of_the_fine_tuned_net_runs_in_the_clinic(data: LabelledSet, tmp_path: Path) -> None:
+    from inference import Segmenter, read_photo
+    from training.cli import main
+
+    config = small_config(steps_per_epoch=2)
+    result = finetune(config, data.samples, tmp_path / "run", log=lambda _: None)
+    out = tmp_path / "model.onnx"
+    # through the command line: checkpoint -> ONNX (export_model checks ONNX Runtime against torch)
+    checkpoint = str(tmp_path / "run" / "checkpoint.pt")
+    calibration = ["--temperature", "1.5", "--bias", "-0.5"]
+    assert main(["export", checkpoint, str(out), "--threshold", "0.3", *calibration]) == 0
+    segmenter = Segmenter.open(out)
+    try:
+        assert segmenter.contract.preprocess.working_size == SIZE
+        assert segmenter.contract.default_threshold == 0.3
+        assert segmenter.contract.training_config["finetune"]["crop_size"] == 128
+        from_path = segmenter.predict(idrid_photo(1))
+        # decoded at full size, as training's cache decodes it
+        full_decode = segmenter.predict(read_photo(idrid_photo(1)))
+    finally:
+        segmenter.close()
+    assert from_path.probability.shape == (2848, 4288)
+    assert float(from_path.probability.min()) >= 0.0 and float(from_path.probability.max()) <= 1.0
+    # the exported graph applies the calibration to the logits torch gives on the training input
+    sample = data.by_name()["IDRiD_01"]
+    logits = predict_logits(result.net, sample.image)
+    expected = 1 / (1 + np.exp(-(logits / 1.5 - 0.5)))
+    assert np.abs(full_decode.working.astype(np.float32) - expected).max() < 2e-3
+
+
+def test_a_tiny_comparison_writes_its_tables_and_curves(cache_dir: Path, tmp_path: Path) -> None:
+    from training.compare import CompareConfig, run_compare
+
+    config = CompareConfig(
+        out=str(tmp_path / "compare"),
+        data_dir=str(IDRID),
+        cache_dir=str(cache_dir),
+        inits=("random", "imagenet"),
+        modes=("seg",),
+        folds=3,
+        epochs=1,
+        steps_per_epoch=1,
+        batch_size=2,
+        working_size=SIZE,
+        crop_size=128,
+        photos=3,
+        device="cpu",
+    )
+    outcome = run_compare(config)
+    assert [r.spec.name for r in outcome.results] == ["random-seg"]
+    assert (
+        "imagenet-seg" in outcome.skipped
+        and "nothing is downloaded" in outcome.skipped["imagenet-seg"]
+    )
+    metrics = outcome.results[0].metrics
+    assert 0 <= metrics["pooled_aupr"] <= 1 and metrics["n_photos"] == 3
+    table = (tmp_path / "compare" / "results.md").read_text()
+    assert "reduced scale" in table and "working size 256" in table and "random-seg" in table
+    assert (
+        (tmp_path / "compare" / "results.csv").read_text().startswith("configuration,pooled_aupr")
+    )
+    assert (tmp_path / "compare" / "pr_curves.png").stat().st_size > 1000
+    assert (tmp_path / "compare" / "random-seg" / "pr_curve.png").is_file()
+    folds = json.loads((tmp_path / "compare" / "folds.json").read_text())["folds"]
+    assert sorted(n for fold in folds for n in fold) == ["IDRiD_01", "IDRiD_02", "IDRiD_03"]
+    # rerunning finds everything done and changes nothing
+    again = run_compare(config)
+    assert again.results[0].metrics == metrics

@@ -1,0 +1,181 @@
+"""`hemaview-train`: pretrain, finetune, compare, ship, export.
+
+hemaview-train pretrain [...]      MoCo v2 pretraining of the encoder (training.pretrain)
+hemaview-train finetune --out DIR  fine-tune on the labelled photos (resumes DIR)
+hemaview-train compare [--scale reduced|full]
+                                   random/MoCo/ImageNet x with/without reconstruction, k-fold CV
+hemaview-train ship [--scale reduced|full]
+                                   the shipped model end to end (resumable)
+hemaview-train export CHECKPOINT OUT.onnx
+                                   a fine-tuning checkpoint to a self-describing ONNX model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from inference.errors import HemaviewError
+
+COMMANDS = ("pretrain", "finetune", "compare", "ship", "export")
+
+
+def finetune_main(argv: Sequence[str]) -> int:
+    from inference.contract import PreprocessRecipe
+    from training.compare import calibrate_and_evaluate
+    from training.configs import add_dataclass_args, dataclass_from_args
+    from training.data import Sample, kfold_split, load_labelled_set, split_for_fold
+    from training.finetune import FinetuneConfig, finetune, predict_logits, resolve_device
+
+    parser = argparse.ArgumentParser(
+        prog="hemaview-train finetune",
+        description="Fine-tune the U-Net on the labelled photos; rerun with the same --out "
+        "to resume.",
+    )
+    parser.add_argument(
+        "--out", required=True, help="run folder (checkpoint.pt, train_log.csv, loss.png)"
+    )
+    parser.add_argument("--data-dir", default=None, help="IDRiD haemorrhage folder")
+    parser.add_argument("--cache-dir", default=None, help="preprocessed-photo cache")
+    parser.add_argument(
+        "--labels", nargs="*", default=[], help="Hemaview label folders (accepted labels)"
+    )
+    parser.add_argument("--label-photos", default=None, help="folder of the labelled photos")
+    parser.add_argument(
+        "--folds", type=int, default=0, help="with --fold: split into this many folds"
+    )
+    parser.add_argument(
+        "--fold",
+        type=int,
+        default=-1,
+        help="hold out this fold and evaluate on it at full resolution (0-based)",
+    )
+    add_dataclass_args(parser, FinetuneConfig)
+    args = parser.parse_args(argv)
+    config = dataclass_from_args(FinetuneConfig, args)
+    data = load_labelled_set(
+        Path(args.data_dir) if args.data_dir else None,
+        PreprocessRecipe(working_size=config.working_size),
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        label_dirs=[Path(p) for p in args.labels],
+        label_photo_dir=Path(args.label_photos) if args.label_photos else None,
+    )
+    train: list[Sample] = data.samples
+    test: list[Sample] = []
+    if args.fold >= 0:
+        if args.folds < 2 or args.fold >= args.folds:
+            parser.error("--fold K needs --folds N with 0 <= K < N")
+        folds = kfold_split(data.samples, args.folds, config.seed)
+        train, test = split_for_fold(data.samples, folds, args.fold)
+    result = finetune(config, train, Path(args.out), val=test if config.eval_every else ())
+    print(f"checkpoint: {Path(args.out) / 'checkpoint.pt'}")
+    if test:
+        device = resolve_device(config.device)
+        logits = {
+            s.name: predict_logits(
+                result.net, s.image, device, window=config.eval_window, bf16=config.bf16
+            )
+            for s in test
+        }
+        evaluable = [s for s in test if s.evaluable]
+        calibration, evaluation = calibrate_and_evaluate(evaluable, logits)
+        summary = {**evaluation.summary(), "calibration": calibration.__dict__}
+        (Path(args.out) / "evaluation.json").write_text(json.dumps(summary, indent=1) + "\n")
+        print(json.dumps(summary, indent=1))
+    return 0
+
+
+def export_main(argv: Sequence[str]) -> int:
+    from training.export import ExportInfo, export_model
+    from training.finetune import net_from_checkpoint
+
+    parser = argparse.ArgumentParser(
+        prog="hemaview-train export",
+        description="Export a fine-tuning checkpoint to ONNX with its contract.",
+    )
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument(
+        "--threshold", type=float, default=0.5, help="default threshold in the contract"
+    )
+    parser.add_argument(
+        "--temperature", type=float, default=1.0, help="Platt calibration temperature"
+    )
+    parser.add_argument("--bias", type=float, default=0.0, help="Platt calibration bias")
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        help="a compare result.json: take temperature, bias, threshold and metrics from it",
+    )
+    parser.add_argument("--model-version", default="dev")
+    args = parser.parse_args(argv)
+    from inference.contract import PreprocessRecipe
+
+    net, config, state = net_from_checkpoint(args.checkpoint)
+    info = ExportInfo(
+        model_version=args.model_version,
+        default_threshold=args.threshold,
+        temperature=args.temperature,
+        bias=args.bias,
+        training_data={
+            "summary": f"fine-tuned on {len(state.get('train_names', []))} photos",
+            "photos": state.get("train_names", []),
+        },
+        training_config={"finetune": state["config"]},
+    )
+    if args.calibration is not None:
+        raw = json.loads(args.calibration.read_text())
+        info.temperature = float(raw["calibration"]["temperature"])
+        info.bias = float(raw["calibration"]["bias"])
+        info.default_threshold = float(raw["metrics"]["threshold"])
+        info.metrics = {"cross_validation": raw["metrics"]}
+    contract = export_model(net, args.out, PreprocessRecipe(working_size=config.working_size), info)
+    print(f"wrote {args.out} (SHA-256 {contract.sha256})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(__doc__)
+        if argv and argv[0] not in ("-h", "--help"):
+            print(
+                f"unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr
+            )
+            return 2
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    try:
+        if command == "pretrain":
+            from training.pretrain import pretrain_main
+
+            return pretrain_main(rest)
+        if command == "finetune":
+            return finetune_main(rest)
+        if command == "compare":
+            from training.compare import compare_main
+
+            return compare_main(rest)
+        if command == "ship":
+            from training.ship import ship_main
+
+            return ship_main(rest)
+        return export_main(rest)
+    except (HemaviewError, FileNotFoundError, ValueError) as exc:
+        # errors meant for the person running the command: the message, not a traceback
+        print(f"hemaview-train {command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            f"\nhemaview-train {command}: interrupted; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,688 @@
+"""Fine-tuning the multi-task U-Net on labelled photos, resumable, on a CPU or one GPU.
+
+Photos live on the training device as uint8 tensors; each step cuts lesion-biased patches
+from them by tensor slicing and augments them on the same device (`training.augment`), so no
+worker processes decode or augment anything. Every epoch writes `checkpoint.pt` (model,
+optimiser, schedule, history and the configuration) atomically; rerunning with the same
+output folder resumes from it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+
+from inference.atomic import atomic_write_bytes, atomic_write_text
+from inference.errors import HemaviewError
+from training.augment import PAIR_AUGMENT, augment_pair
+from training.configs import to_jsonable
+from training.data import Sample
+from training.losses import LossWeights, total_loss
+from training.metrics import PRHistogram
+from training.model import HemaviewNet, ModelConfig, normalise
+
+CHECKPOINT_KIND = "hemaview-finetune"
+CHECKPOINT_VERSION = 1
+INITS = ("random", "moco", "imagenet")
+# The patch handed to augment_pair is cut around a lesion with room to rotate; asking for
+# crops almost wholly inside it keeps the lesion in the crop (augment_pair draws crop centres
+# over the whole valid area it is given).
+LESION_PATCH_AUGMENT = dataclasses.replace(PAIR_AUGMENT, min_inside=0.9)
+# Fields that may change between a run and its resumption without changing what it computes.
+RESUME_FREE_FIELDS = frozenset({"device", "threads", "eval_every", "bf16"})
+
+
+def _help(default: Any, text: str) -> Any:
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class FinetuneConfig:
+    init: str = _help("random", "encoder initialisation: random, moco or imagenet")
+    init_weights: str = _help(
+        "", "encoder.pt from pretraining (moco) or a local ImageNet weights file"
+    )
+    reconstruction: bool = _help(True, "train the reconstruction decoder as a second task")
+    recon_weight: float = _help(0.5, "weight of the reconstruction loss")
+    encoder: str = _help("resnet18", "smp encoder name")
+    decoder_channels: tuple[int, ...] = _help((128, 64, 32, 16, 16), "U-Net decoder widths")
+    working_size: int = _help(1024, "side of the preprocessed square (the model's input size)")
+    crop_size: int = _help(384, "training patch side, working pixels (multiple of 32)")
+    epochs: int = _help(40, "epochs")
+    steps_per_epoch: int = _help(50, "optimiser steps per epoch")
+    batch_size: int = _help(8, "patches per step")
+    lr: float = _help(1e-3, "peak learning rate (AdamW)")
+    encoder_lr_scale: float = _help(1.0, "encoder learning rate as a fraction of --lr")
+    weight_decay: float = _help(1e-4, "AdamW weight decay")
+    warmup_steps: int = _help(50, "linear warm-up steps before the cosine decay")
+    lesion_bias: float = _help(0.6, "fraction of patches centred on a lesion pixel")
+    bce_weight: float = _help(1.0, "weight of the BCE term")
+    dice_weight: float = _help(1.0, "weight of the soft Dice term")
+    focal_gamma: float = _help(0.0, "focal-loss gamma (0: plain BCE)")
+    augment: bool = _help(True, "random geometric and colour augmentation")
+    seed: int = _help(0, "seed for initialisation, sampling and augmentation")
+    device: str = _help("auto", "auto, cpu or cuda")
+    bf16: bool = _help(True, "bfloat16 autocast on CUDA (ignored on CPU)")
+    eval_every: int = _help(0, "evaluate on the validation photos every N epochs (0: never)")
+    early_stop: int = _help(0, "stop after N evaluations without improvement (0: never)")
+    eval_window: int = _help(0, "sliding-window side for inference (0: the whole image)")
+    threads: int = _help(0, "CPU threads for torch (0: torch's default)")
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise ValueError(f"--init must be one of {', '.join(INITS)}, not {self.init!r}")
+        if self.init in ("moco", "imagenet") and not self.init_weights:
+            what = (
+                "the encoder.pt that `hemaview-train pretrain` writes"
+                if self.init == "moco"
+                else ("a local ImageNet weights file (nothing is downloaded)")
+            )
+            raise ValueError(f"--init {self.init} needs --init-weights: {what}")
+        for name in ("working_size", "crop_size"):
+            value = getattr(self, name)
+            if value % 32 or value < 32:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be a positive multiple of 32, not {value}"
+                )
+        if self.eval_window and self.eval_window % 32:
+            raise ValueError(f"--eval-window must be a multiple of 32, not {self.eval_window}")
+        if self.crop_size > self.working_size:
+            raise ValueError(
+                f"--crop-size {self.crop_size} exceeds --working-size {self.working_size}"
+            )
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"--device must be auto, cpu or cuda, not {self.device!r}")
+        if self.early_stop and not self.eval_every:
+            raise ValueError("--early-stop needs --eval-every")
+        self.decoder_channels = tuple(int(c) for c in self.decoder_channels)
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(
+            encoder=self.encoder,
+            decoder_channels=self.decoder_channels,
+            reconstruction=self.reconstruction,
+        )
+
+    def loss_weights(self) -> LossWeights:
+        return LossWeights(
+            bce=self.bce_weight,
+            dice=self.dice_weight,
+            focal_gamma=self.focal_gamma,
+            reconstruction=self.recon_weight if self.reconstruction else 0.0,
+        )
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> FinetuneConfig:
+        known = {f.name for f in fields(cls)}
+        values: dict[str, Any] = {
+            k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in known
+        }
+        return cls(**values)
+
+
+class CheckpointError(HemaviewError):
+    """A checkpoint cannot be read, or belongs to a different run."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def _autocast(device: torch.device, bf16: bool) -> Any:
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and bf16)
+
+
+# ----------------------------------------------------------------------------------------------
+# Building and initialising the network
+
+
+def build_net(config: FinetuneConfig, *, load_init: bool = True) -> HemaviewNet:
+    """The network with its initial weights (seeded; pretrained encoder when asked)."""
+    torch.manual_seed(config.seed)
+    net = HemaviewNet(config.model_config())
+    if load_init and config.init != "random":
+        weights = Path(config.init_weights)
+        if not weights.is_file():
+            raise FileNotFoundError(f"--init-weights {weights}: no such file")
+        from training import pretrain  # imported late: only these inits need it
+
+        if config.init == "moco":
+            pretrain.load_encoder_weights(net, weights)
+        else:
+            pretrain.load_imagenet_weights(net, weights)
+    return net
+
+
+def _optimizer(net: HemaviewNet, config: FinetuneConfig) -> torch.optim.Optimizer:
+    encoder = list(net.encoder.parameters())
+    ids = {id(p) for p in encoder}
+    rest = [p for p in net.parameters() if id(p) not in ids]
+    return torch.optim.AdamW(
+        [
+            {"params": encoder, "lr": config.lr * config.encoder_lr_scale},
+            {"params": rest, "lr": config.lr},
+        ],
+        weight_decay=config.weight_decay,
+    )
+
+
+def _schedule(
+    optimizer: torch.optim.Optimizer, config: FinetuneConfig
+) -> torch.optim.lr_scheduler.LambdaLR:
+    total = max(config.total_steps, 1)
+    warmup = min(config.warmup_steps, total // 2)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(total - warmup, 1)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    # atomic: an interrupted save must leave the previous epoch's checkpoint whole
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a fine-tuning checkpoint; CheckpointError says what is wrong with it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, zip errors
+        raise CheckpointError(
+            f"{path}: the checkpoint is corrupt or truncated ({type(exc).__name__}: {exc}). "
+            "Delete it to start this run over, or point to another checkpoint."
+        ) from None
+    if not isinstance(state, dict) or state.get("kind") != CHECKPOINT_KIND:
+        raise CheckpointError(f"{path}: not a Hemaview fine-tuning checkpoint")
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint version {state.get('version')!r} is not "
+            f"{CHECKPOINT_VERSION}; it was written by another Hemaview"
+        )
+    missing = {"config", "model", "epoch", "step"} - set(state)
+    if missing:
+        raise CheckpointError(f"{path}: the checkpoint lacks {', '.join(sorted(missing))}")
+    return state
+
+
+def net_from_checkpoint(path: Path) -> tuple[HemaviewNet, FinetuneConfig, dict[str, Any]]:
+    """The fine-tuned network (eval mode, CPU), its configuration and the whole checkpoint."""
+    state = load_checkpoint(path)
+    config = FinetuneConfig.from_dict(state["config"])
+    net = HemaviewNet(config.model_config())
+    try:
+        net.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{path}: the weights do not fit the configured network ({exc})"
+        ) from None
+    return net.eval(), config, state
+
+
+def _check_resumable(
+    path: Path, state: dict[str, Any], config: FinetuneConfig, names: list[str]
+) -> None:
+    saved, now = state["config"], to_jsonable(config)
+    changed = sorted(
+        k
+        for k in set(saved) | set(now)
+        if k not in RESUME_FREE_FIELDS and saved.get(k) != now.get(k)
+    )
+    if changed:
+        diff = ", ".join(f"{k}: {saved.get(k)!r} then, {now.get(k)!r} now" for k in changed)
+        raise CheckpointError(
+            f"{path} belongs to a run with another configuration ({diff}); "
+            "use another output folder, or delete it to start over"
+        )
+    if state.get("train_names") != names:
+        raise CheckpointError(
+            f"{path} was trained on other photos than this run's; use another "
+            "output folder, or delete it to start over"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Progress and logs
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(round(seconds), 0)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+class Progress:
+    """One readable line per update, with the rate and the time left; redrawn on a terminal."""
+
+    def __init__(
+        self,
+        total: int,
+        unit: str,
+        label: str = "",
+        stream: TextIO | None = None,
+        every_s: float = 5.0,
+        done: int = 0,
+    ):
+        self.total, self.unit, self.label = total, unit, label
+        self.stream = stream or sys.stderr
+        self.every_s = every_s
+        self.start_done = done
+        self.done = done
+        self.t0 = time.perf_counter()
+        self.last = -math.inf
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def update(self, done: int, extra: str = "", force: bool = False) -> None:
+        self.done = done
+        now = time.perf_counter()
+        if not force and now - self.last < self.every_s and done < self.total:
+            return
+        self.last = now
+        elapsed = now - self.t0
+        rate = (done - self.start_done) / elapsed if elapsed > 0 else 0.0
+        left = (self.total - done) / rate if rate > 0 else math.inf
+        eta = format_duration(left) if math.isfinite(left) else "?"
+        line = (
+            f"{self.label}{done}/{self.total} {self.unit} {rate:.2f} {self.unit}/s "
+            f"{format_duration(elapsed)} elapsed, {eta} left {extra}"
+        ).rstrip()
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + line + ("\n" if done >= self.total else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def write_log(out_dir: Path, history: list[dict[str, Any]]) -> None:
+    """train_log.csv and loss.png from the epoch history (rewritten whole: resume-safe)."""
+    if not history:
+        return
+    columns: list[str] = []
+    for row in history:
+        columns.extend(k for k in row if k not in columns)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    atomic_write_text(out_dir / "train_log.csv", text.getvalue())
+    plot_history(history, out_dir / "loss.png")
+
+
+def plot_history(history: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in ("loss", "bce", "dice", "recon"):
+        if any(key in row for row in history):
+            ax.plot(epochs, [row.get(key, math.nan) for row in history], label=key, marker=".")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    if any(row.get("val_aupr") is not None for row in history):
+        twin = ax.twinx()
+        points = [
+            (row["epoch"], row["val_aupr"]) for row in history if row.get("val_aupr") is not None
+        ]
+        twin.plot(*zip(*points), color="black", linestyle="--", marker="o", label="val AUPR")
+        twin.set_ylabel("validation AUPR (working size)")
+        twin.set_ylim(0, 1)
+        twin.legend(loc="upper right")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampling patches
+
+
+class PatchSampler:
+    """Lesion-biased patches cut from photos held on the training device."""
+
+    def __init__(self, samples: Sequence[Sample], config: FinetuneConfig, device: torch.device):
+        use_unannotated = config.reconstruction and config.recon_weight > 0
+        self.samples = [s for s in samples if s.annotated or use_unannotated]
+        if not any(s.annotated for s in self.samples):
+            raise ValueError("no annotated photo to train on")
+        size = config.working_size
+        for s in self.samples:
+            if s.image.shape[:2] != (size, size):
+                raise ValueError(
+                    f"{s.name} is {s.image.shape[:2]}, not the configured working size {size}"
+                )
+        self.device = device
+        self.crop = config.crop_size
+        # Room around the patch for rotation and scaling, so augmentation does not pull black
+        # corners in from outside it.
+        self.context = (
+            min(size, int(math.ceil(config.crop_size * 1.5 / 32) * 32))
+            if config.augment
+            else self.crop
+        )
+        self.lesion_bias = config.lesion_bias
+        self.augment = config.augment
+        self.images = torch.from_numpy(np.stack([s.image for s in self.samples])).permute(
+            0, 3, 1, 2
+        )
+        self.images = self.images.contiguous().to(device)  # (P, 3, S, S) uint8
+        masks = [
+            s.mask if s.mask is not None else np.zeros((size, size), np.float32)
+            for s in self.samples
+        ]
+        self.masks = torch.from_numpy(np.stack(masks)[:, None]).to(device)  # (P, 1, S, S) float32
+        self.fov = torch.from_numpy(np.stack([s.fov for s in self.samples])[:, None]).to(
+            device
+        )  # bool
+        self.annotated = torch.tensor(
+            [float(s.annotated) for s in self.samples], device=device
+        )  # (P,)
+        # centres to draw from: lesion pixels, and field-of-view pixels on a coarse grid
+        self.lesion_points = [
+            np.argwhere(s.mask > 0.25) if s.mask is not None else np.zeros((0, 2), np.int64)
+            for s in self.samples
+        ]
+        self.fov_points = [np.argwhere(s.fov[::4, ::4]) * 4 for s in self.samples]
+        self.size = size
+
+    def batch(
+        self, n: int, rng: np.random.Generator, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Patches: images (n, 3, c, c) float 0-255, masks (n, 1, c, c), valid (n, 1, c, c) and
+        annotated (n,)."""
+        photos = rng.integers(0, len(self.samples), n)
+        half = self.context // 2
+        images, masks, fov = [], [], []
+        for p in photos:
+            points = self.lesion_points[p]
+            if len(points) and rng.random() < self.lesion_bias:
+                y, x = points[rng.integers(len(points))]
+                # the lesion anywhere in the central part of the patch, not always dead centre
+                y += int(rng.integers(-self.crop // 4, self.crop // 4 + 1))
+                x += int(rng.integers(-self.crop // 4, self.crop // 4 + 1))
+            else:
+                grid = self.fov_points[p]
+                y, x = grid[rng.integers(len(grid))]
+            y0 = int(np.clip(y - half, 0, self.size - self.context))
+            x0 = int(np.clip(x - half, 0, self.size - self.context))
+            window = (slice(y0, y0 + self.context), slice(x0, x0 + self.context))
+            images.append(self.images[p, :, window[0], window[1]])
+            masks.append(self.masks[p, :, window[0], window[1]])
+            fov.append(self.fov[p, :, window[0], window[1]])
+        index = torch.as_tensor(photos, device=self.device)
+        img = torch.stack(images).float()  # (n, 3, c, c) 0-255
+        msk = torch.stack(masks)  # (n, 1, c, c)
+        val = torch.stack(fov).float()  # (n, 1, c, c)
+        if self.augment:
+            img, msk, val = augment_pair(img, msk, val, generator, self.crop, LESION_PATCH_AUGMENT)
+        else:
+            start = (self.context - self.crop) // 2
+            crop = (
+                slice(None),
+                slice(None),
+                slice(start, start + self.crop),
+                slice(start, start + self.crop),
+            )
+            img, msk, val = img[crop], msk[crop], val[crop]
+        return img, msk, val, self.annotated[index]
+
+
+# ----------------------------------------------------------------------------------------------
+# Inference at working size
+
+
+@torch.no_grad()
+def predict_logits(
+    net: HemaviewNet,
+    image: np.ndarray,
+    device: torch.device | str = "cpu",
+    *,
+    window: int = 0,
+    overlap: float = 0.25,
+    bf16: bool = True,
+) -> np.ndarray:
+    """(S, S, 3) uint8 working image -> (S, S) float32 logits; whole image or sliding window."""
+    device = torch.device(device)
+    was_training = net.training
+    net.eval()
+    x = normalise(
+        torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device), net.config
+    )  # (1, 3, S, S)
+    size = x.shape[-1]
+    with _autocast(device, bf16):
+        if not window or window >= size:
+            logits = net(x)[0].float()
+        else:
+            stride = max(int(window * (1 - overlap)), 32)
+            starts = [*range(0, size - window, stride), size - window]
+            total = torch.zeros((1, 1, size, size), device=device)
+            count = torch.zeros_like(total)
+            for y in starts:
+                for x0 in starts:
+                    tile = net(x[:, :, y : y + window, x0 : x0 + window])[0].float()
+                    total[:, :, y : y + window, x0 : x0 + window] += tile
+                    count[:, :, y : y + window, x0 : x0 + window] += 1
+            logits = total / count
+    net.train(was_training)
+    return logits[0, 0].float().cpu().numpy()
+
+
+def working_aupr(
+    net: HemaviewNet, samples: Sequence[Sample], device: torch.device, config: FinetuneConfig
+) -> float:
+    """Pooled AUPR at working size inside the field of view: a cheap signal for monitoring."""
+    hist = PRHistogram()
+    for s in samples:
+        if s.mask is None:
+            continue
+        logits = predict_logits(net, s.image, device, window=config.eval_window, bf16=config.bf16)
+        hist.add(1 / (1 + np.exp(-logits)), s.mask >= 0.5, s.fov)
+    return hist.average_precision()
+
+
+# ----------------------------------------------------------------------------------------------
+# The training loop
+
+
+@dataclass
+class FinetuneResult:
+    net: HemaviewNet  # eval mode, on the training device
+    config: FinetuneConfig
+    history: list[dict[str, Any]]
+    wall_s: float  # training time, summed over resumptions
+    out_dir: Path
+    train_names: list[str]
+
+
+def finetune(
+    config: FinetuneConfig,
+    train: Sequence[Sample],
+    out_dir: Path,
+    *,
+    val: Sequence[Sample] = (),
+    log: Callable[[str], None] = print,
+    progress_stream: TextIO | None = None,
+    on_epoch: Callable[[int], None] | None = None,
+) -> FinetuneResult:
+    """Train (or resume, or just load when finished) the run in `out_dir`.
+
+    `on_epoch(epoch)` is called after each epoch's checkpoint is written.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    names = sorted(s.name for s in train)
+    ckpt_path = out_dir / "checkpoint.pt"
+    state: dict[str, Any] | None = None
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        _check_resumable(ckpt_path, state, config, names)
+    net = build_net(config, load_init=state is None).to(device)
+    optimizer = _optimizer(net, config)
+    schedule = _schedule(optimizer, config)
+    history: list[dict[str, Any]] = []
+    epoch, step, wall = 0, 0, 0.0
+    best: dict[str, Any] = {"score": -math.inf, "epoch": 0, "model": None, "bad": 0}
+    if state is not None:
+        net.load_state_dict(state["model"])
+        if state.get("optimizer") is not None:  # a finished run keeps none
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["scheduler"])
+        history, epoch, step = list(state["history"]), int(state["epoch"]), int(state["step"])
+        wall = float(state.get("wall_s", 0.0))
+        best = dict(state.get("best") or best)
+        if epoch < config.epochs and not state.get("stopped_early"):
+            log(f"resuming {out_dir} from epoch {epoch} (step {step})")
+    stopped = bool(state and state.get("stopped_early"))
+    if epoch >= config.epochs or stopped:
+        net.eval()
+        return FinetuneResult(net, config, history, wall, out_dir, names)
+
+    sampler = PatchSampler(train, config, device)
+    weights = config.loss_weights()
+    progress = Progress(config.total_steps, "steps", "fine-tune ", progress_stream, done=step)
+    (out_dir / "config.json").write_text(_json(to_jsonable(config)))
+    net.train()
+    while epoch < config.epochs:
+        t_epoch = time.perf_counter()
+        # Per-epoch seeds: a run resumed at an epoch boundary draws what it would have drawn.
+        rng = np.random.default_rng([config.seed, epoch])
+        # augmentation draws its random numbers on the CPU: the same crops on CPU and GPU
+        generator = torch.Generator()
+        generator.manual_seed(config.seed * 100_003 + epoch)
+        sums: dict[str, float] = {}
+        for _ in range(config.steps_per_epoch):
+            images, masks, valid, annotated = sampler.batch(config.batch_size, rng, generator)
+            x = normalise(images, net.config)  # (n, 3, c, c)
+            with _autocast(device, config.bf16):
+                logits, recon = net(x)  # (n, 1, c, c), (n, 3, c, c) or None
+            loss, parts = total_loss(logits, recon, x, masks, valid, annotated, weights)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the loss became {float(loss)} at step {step}; lower --lr"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            step += 1
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            shown = " ".join(f"{k} {v:.4f}" for k, v in parts.items())
+            progress.update(step, f"[epoch {epoch + 1}/{config.epochs}] {shown}")
+        epoch += 1
+        seconds = time.perf_counter() - t_epoch
+        wall += seconds
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "step": step,
+            **{k: v / config.steps_per_epoch for k, v in sums.items()},
+            "lr": schedule.get_last_lr()[-1],
+            "patches_per_s": config.steps_per_epoch * config.batch_size / seconds,
+            "wall_s": wall,
+        }
+        if val and config.eval_every and epoch % config.eval_every == 0:
+            score = working_aupr(net, val, device, config)
+            row["val_aupr"] = score
+            log(f"epoch {epoch}: validation AUPR (working size) {score:.4f}")
+            if score > best["score"]:
+                best = {
+                    "score": score,
+                    "epoch": epoch,
+                    "bad": 0,
+                    "model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+                }
+            else:
+                best["bad"] = int(best["bad"]) + 1
+            net.train()
+        history.append(row)
+        stop = bool(config.early_stop and best["bad"] >= config.early_stop)
+        finishing = stop or epoch == config.epochs
+        if finishing and config.early_stop and best["model"] is not None:
+            net.load_state_dict(best["model"])  # finish on the best validated weights
+            log(
+                f"keeping the weights of epoch {best['epoch']} "
+                f"(validation AUPR {best['score']:.4f})"
+            )
+        save_checkpoint(
+            ckpt_path,
+            {
+                "kind": CHECKPOINT_KIND,
+                "version": CHECKPOINT_VERSION,
+                "config": to_jsonable(config),
+                "model_config": to_jsonable(net.config),
+                "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                # a finished run will not step again: its checkpoint keeps the weights only
+                # (a third of the size; a cross-validation keeps one per fold)
+                "optimizer": None if finishing else optimizer.state_dict(),
+                "scheduler": None if finishing else schedule.state_dict(),
+                "epoch": epoch,
+                "step": step,
+                "history": history,
+                "wall_s": wall,
+                "best": ({**best, "model": None} if finishing else best)
+                if config.early_stop
+                else None,
+                "stopped_early": stop,
+                "train_names": names,
+            },
+        )
+        write_log(out_dir, history)
+        if on_epoch is not None:
+            on_epoch(epoch)
+        if stop:
+            log(
+                f"early stop after epoch {epoch}: no improvement in {config.early_stop} evaluations"
+            )
+            break
+    progress.update(step, "done", force=True)
+    net.eval()
+    return FinetuneResult(net, config, history, wall, out_dir, names)
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, indent=2, sort_keys=True) + "\n"

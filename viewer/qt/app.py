@@ -1,0 +1,96 @@
+"""The QApplication: identity for QSettings, translations, and the main window's life."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QLibraryInfo, QLocale, QTranslator
+from PySide6.QtWidgets import QApplication
+
+from inference import __version__
+from viewer.qt.main_window import MainWindow
+from viewer.qt.settings import Settings, load_settings, save_settings
+
+I18N = Path(__file__).resolve().parent.parent / "i18n"
+
+
+def resolve_language(setting: str) -> str:
+    """'en' or 'ko': the setting, or the system locale's when it is 'auto'."""
+    if setting in ("en", "ko"):
+        return setting
+    return "ko" if QLocale.system().language() == QLocale.Language.Korean else "en"
+
+
+class HemaviewApp(QApplication):
+    def __init__(self, argv: list[str], *, language: str | None = None):
+        super().__init__(argv)
+        self.setOrganizationName("Hemaview")
+        self.setApplicationName("Hemaview")
+        self.setApplicationVersion(__version__)
+        self.setDesktopFileName("hemaview")
+        self.settings: Settings = load_settings()
+        if language is not None:
+            self.settings.language = language
+        self._translators: list[QTranslator] = []
+        self.language = ""
+        self.install_language(self.settings.language)
+        self.window: MainWindow | None = None
+        self._model_path: str | None = None
+
+    def install_language(self, setting: str) -> str:
+        """Install the translators for a language; returns the one in use."""
+        for translator in self._translators:
+            self.removeTranslator(translator)
+        self._translators.clear()
+        language = resolve_language(setting)
+        if language == "ko":
+            ours = QTranslator(self)
+            if ours.load(str(I18N / "hemaview_ko.qm")):
+                self._translators.append(ours)
+            qt = QTranslator(self)
+            if qt.load("qtbase_ko", QLibraryInfo.path(QLibraryInfo.LibraryPath.TranslationsPath)):
+                self._translators.append(qt)
+        for translator in self._translators:
+            self.installTranslator(translator)
+        self.language = language
+        return language
+
+    def start(self, paths: list[str], *, model_path: str | None = None) -> MainWindow:
+        self._model_path = model_path
+        self.window = MainWindow(self.settings, model_path=model_path)
+        self.window.resize(1600, 1000)
+        self.window.show()
+        if paths:
+            self.window.open_sources(paths)
+        return self.window
+
+    def switch_language(self, setting: str) -> MainWindow | None:
+        """Rebuild the window in another language, keeping the open folder and photo."""
+        if self.window is not None and not self.window.leave_current():
+            return self.window  # the reviewer cancelled: unsaved edits stay as they are
+        self.settings.language = setting
+        save_settings(self.settings)
+        self.install_language(setting)
+        old = self.window
+        if old is None:
+            return None
+        sources = [str(e.path) for e in old.photos.library.entries]
+        current = old.current.document.path if old.current is not None else None
+        segmenter = old.segmenter
+        geometry = old.saveGeometry()
+        old.cancel_preannotation()
+        old.hide()
+        old.deleteLater()
+        window = MainWindow(
+            self.settings, model_path=self._model_path, load_model=segmenter is None
+        )
+        if segmenter is not None:
+            window.set_segmenter(segmenter)
+        window.restoreGeometry(geometry)
+        window.show()
+        self.window = window
+        if sources:
+            window.open_sources(sources)
+            if current is not None:
+                window.photos.set_current(current)
+        return window

@@ -1,0 +1,124 @@
+"""The app's small dialogs: each asks one question and returns the answer."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QCoreApplication
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QMessageBox,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from inference import __version__
+from inference.labels import ProvenanceRecord
+from viewer.model.autosave import AutosaveState
+from viewer.qt.actions import shortcut_sheet_html
+
+
+def tr(text: str) -> str:
+    return QCoreApplication.translate("Dialogs", text)
+
+
+def ask_save_changes(parent: QWidget, photo_name: str) -> str:
+    """'save', 'discard' or 'cancel' for a photo with unsaved edits."""
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Question)
+    box.setWindowTitle(tr("Unsaved changes"))
+    box.setText(tr("Save your changes to {name}?").format(name=photo_name))
+    box.setInformativeText(
+        tr("They are autosaved until you decide, so nothing is lost on a crash.")
+    )
+    box.setStandardButtons(
+        QMessageBox.StandardButton.Save
+        | QMessageBox.StandardButton.Discard
+        | QMessageBox.StandardButton.Cancel
+    )
+    box.setDefaultButton(QMessageBox.StandardButton.Save)
+    answer = box.exec()
+    if answer == QMessageBox.StandardButton.Save:
+        return "save"
+    if answer == QMessageBox.StandardButton.Discard:
+        return "discard"
+    return "cancel"
+
+
+def ask_overwrite_conflict(
+    parent: QWidget, photo_name: str, theirs: ProvenanceRecord | None
+) -> bool:
+    """The label changed on disk since it was opened: overwrite it anyway?"""
+    who = theirs.reviewer if theirs is not None and theirs.reviewer else tr("someone else")
+    when = theirs.modified.strftime("%Y-%m-%d %H:%M") if theirs is not None else "?"
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle(tr("Label changed on disk"))
+    box.setText(
+        tr("The label of {name} was saved by {who} at {when} after you opened it.").format(
+            name=photo_name, who=who, when=when
+        )
+    )
+    box.setInformativeText(
+        tr("Overwrite their label with yours? Your edits stay open if you cancel.")
+    )
+    box.setStandardButtons(QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Cancel)
+    box.button(QMessageBox.StandardButton.Save).setText(tr("Overwrite"))
+    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+    return box.exec() == QMessageBox.StandardButton.Save
+
+
+def ask_restore_autosave(parent: QWidget, photo_name: str, state: AutosaveState) -> bool:
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Question)
+    box.setWindowTitle(tr("Recover unsaved edits"))
+    box.setText(tr("Hemaview closed without saving your edits to {name}.").format(name=photo_name))
+    box.setInformativeText(
+        tr("Restore the edits autosaved at {when}?").format(
+            when=state.saved_at.astimezone().strftime("%Y-%m-%d %H:%M")
+        )
+    )
+    box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+    box.setDefaultButton(QMessageBox.StandardButton.Yes)
+    return box.exec() == QMessageBox.StandardButton.Yes
+
+
+def ask_label_folder(parent: QWidget, problem: str, start: str = "") -> str | None:
+    QMessageBox.information(
+        parent,
+        tr("Choose a label folder"),
+        tr(
+            "Labels cannot be saved beside these photos: {problem}\n\n"
+            "Choose a folder for the labels."
+        ).format(problem=problem),
+    )
+    folder = QFileDialog.getExistingDirectory(parent, tr("Label folder"), start)
+    return folder or None
+
+
+def show_shortcuts(parent: QWidget) -> None:
+    dialog = QDialog(parent)
+    dialog.setWindowTitle(tr("Keyboard shortcuts"))
+    view = QTextBrowser(dialog)
+    view.setHtml(shortcut_sheet_html())
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, parent=dialog)
+    buttons.rejected.connect(dialog.reject)
+    layout = QVBoxLayout(dialog)
+    layout.addWidget(view)
+    layout.addWidget(buttons)
+    dialog.resize(520, 640)
+    dialog.exec()
+
+
+def show_about(parent: QWidget, model_text: str) -> None:
+    QMessageBox.about(
+        parent,
+        tr("About Hemaview"),
+        tr(
+            "<h3>Hemaview {version}</h3><p>Annotation assistance for haemorrhages in colour "
+            "fundus photographs. It assists review; it does not diagnose.</p><p>{model}</p>"
+            "<p>The shipped model and sample photos use the IDRiD dataset (c) Prasanna Porwal, "
+            "Samiksha Pachade and Manesh Kokare, CC BY 4.0; Porwal et al., Data 2018, 3(3):25.</p>"
+        ).format(version=__version__, model=model_text),
+    )

@@ -1,0 +1,612 @@
+"""The main window: composes the photo list, the canvas and the review panel, and wires
+actions to the document. Widgets only show and forward; the review state lives in
+viewer.model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QStandardPaths, Qt, QTimer
+from PySide6.QtGui import QCloseEvent, QColor, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QToolButton,
+    QWidget,
+)
+
+from inference import HemaviewError, Segmenter
+from viewer.model.autosave import Autosaver
+from viewer.model.library import PhotoLibrary
+from viewer.model.pred_cache import PredictionCache, PredictionSummary
+from viewer.model.session import (
+    LabelConflict,
+    LabelFolderNotWritable,
+    OpenedPhoto,
+    ReviewSession,
+    export_accepted_labels,
+)
+from viewer.qt import dialogs
+from viewer.qt.actions import MENUS, SPECS, build_actions, menu_title
+from viewer.qt.canvas import ImageCanvas
+from viewer.qt.photo_list import PhotoListWidget
+from viewer.qt.review_panel import ReviewPanel
+from viewer.qt.settings import Settings, save_settings
+from viewer.qt.settings_dialog import SettingsDialog
+from viewer.qt.workers import PhotoLoader, PreannotationJob, TaskRunner
+
+
+def app_folder(kind: QStandardPaths.StandardLocation, name: str) -> Path:
+    base = QStandardPaths.writableLocation(kind) or str(Path.home() / ".hemaview")
+    return Path(base) / name
+
+
+class MainWindow(QMainWindow):
+    def __init__(
+        self, settings: Settings, *, model_path: str | None = None, load_model: bool = True
+    ):
+        super().__init__()
+        self.settings = settings
+        self.setWindowTitle("Hemaview")
+        self.setAcceptDrops(True)
+        self.segmenter: Segmenter | None = None
+        self.model_problem: str | None = None
+        self.current: OpenedPhoto | None = None
+        self.job: PreannotationJob | None = None
+        self.cache = PredictionCache(
+            app_folder(QStandardPaths.StandardLocation.CacheLocation, "predictions")
+        )
+        self.autosaver = Autosaver(
+            app_folder(QStandardPaths.StandardLocation.AppDataLocation, "autosave")
+        )
+        self.session = ReviewSession(
+            cache=self.cache, autosaver=self.autosaver, label_dir=settings.label_dir or None
+        )
+        self.loader = PhotoLoader(self.session, predict_if_missing=True, parent=self)
+        self.tasks = TaskRunner(self)
+
+        self.canvas = ImageCanvas(self)
+        self.setCentralWidget(self.canvas)
+        self.photos = PhotoListWidget(
+            thumbnail_dir=app_folder(QStandardPaths.StandardLocation.CacheLocation, "thumbnails")
+        )
+        for action in (self.photos.next_action, self.photos.previous_action):
+            action.setShortcuts([])  # the window's own next/previous actions own those keys
+        self.panel = ReviewPanel()
+        self._dock(
+            self.photos, self.tr("Photos"), Qt.DockWidgetArea.LeftDockWidgetArea, "photosDock"
+        )
+        self._dock(
+            self.panel, self.tr("Review"), Qt.DockWidgetArea.RightDockWidgetArea, "reviewDock"
+        )
+        self._build_status_bar()
+        self.acts = build_actions(self, self._handlers())
+        self._build_menus()
+        self._wire()
+        self._apply_settings()
+        self._autosave_timer = QTimer(self)
+        self._autosave_timer.timeout.connect(self._autosave)
+        self._autosave_timer.start(self.settings.autosave_seconds * 1000)
+        self._show_document_state()
+        if load_model:
+            self.tasks.submit(Segmenter.open, model_path)
+
+    # -- composition ---------------------------------------------------------------------
+
+    def _dock(self, widget: QWidget, title: str, area: Qt.DockWidgetArea, name: str) -> None:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
+        self.addDockWidget(area, dock)
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.model_label = QLabel(self.tr("Loading the model…"))
+        self.cursor_label = QLabel()
+        self.zoom_label = QLabel()
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(220)
+        self.progress.setFormat(self.tr("Pre-annotating %v/%m"))
+        self.progress.hide()
+        self.cancel_button = QToolButton()
+        self.cancel_button.setText(self.tr("Cancel"))
+        self.cancel_button.hide()
+        self.cancel_button.clicked.connect(self.cancel_preannotation)
+        bar.addPermanentWidget(self.cursor_label)
+        bar.addPermanentWidget(self.zoom_label)
+        bar.addPermanentWidget(self.progress)
+        bar.addPermanentWidget(self.cancel_button)
+        bar.addPermanentWidget(self.model_label)
+
+    def _build_menus(self) -> None:
+        menus = {name: self.menuBar().addMenu(menu_title(name)) for name in MENUS}
+        toolbar = self.addToolBar(self.tr("Tools"))
+        toolbar.setObjectName("mainToolbar")
+        toolbar.setMovable(False)
+        last_menu = None
+        for spec in SPECS:
+            menus[spec.menu].addAction(self.acts[spec.name])
+            if spec.toolbar:
+                if last_menu is not None and spec.menu != last_menu:
+                    toolbar.addSeparator()
+                toolbar.addAction(self.acts[spec.name])
+                last_menu = spec.menu
+            if spec.name == "open_files":
+                self.recent_menu = menus["File"].addMenu(self.tr("Recent folders"))
+        self.addActions(list(self.acts.values()))
+
+    def _handlers(self) -> dict:  # type: ignore[type-arg]
+        c = self.canvas
+        return {
+            "open_folder": self.choose_folder,
+            "open_files": self.choose_files,
+            "save": self.save,
+            "preannotate": self.start_preannotation,
+            "export_accepted": self.export_accepted,
+            "settings": self.edit_settings,
+            "quit": self.close,
+            "undo": lambda: self._edited(c.undo()),
+            "redo": lambda: self._edited(c.redo()),
+            "reset": self.reset_to_suggestion,
+            "toggle_overlay": self.set_overlay_visible,
+            "outline": lambda on: self.set_outline(on),
+            "threshold_up": lambda: self.nudge_threshold(+0.05),
+            "threshold_down": lambda: self.nudge_threshold(-0.05),
+            "preset_original": lambda: self.set_preset("original"),
+            "preset_green": lambda: self.set_preset("green"),
+            "preset_clahe": lambda: self.set_preset("clahe"),
+            "zoom_in": c.zoom_in,
+            "zoom_out": c.zoom_out,
+            "fit": c.fit_to_window,
+            "actual_size": c.actual_size,
+            "next_photo": self.photos.select_next,
+            "previous_photo": self.photos.select_previous,
+            "tool_pan": lambda: c.set_tool("pan"),
+            "tool_brush": lambda: c.set_tool("brush"),
+            "tool_eraser": lambda: c.set_tool("eraser"),
+            "tool_fill": lambda: c.set_tool("fill"),
+            "tool_lasso_add": lambda: c.set_tool("lasso-add"),
+            "tool_lasso_remove": lambda: c.set_tool("lasso-remove"),
+            "brush_smaller": lambda: c.grow_brush(-1),
+            "brush_larger": lambda: c.grow_brush(1),
+            "next_lesion": lambda: self.panel.lesions.step(+1),
+            "previous_lesion": lambda: self.panel.lesions.step(-1),
+            "accept_lesion": lambda: self.decide_lesion("accepted"),
+            "reject_lesion": lambda: self.decide_lesion("rejected"),
+            "status_in_review": lambda: self.set_status("in_review"),
+            "status_accepted": lambda: self.set_status("accepted"),
+            "status_rejected": lambda: self.set_status("rejected"),
+            "shortcuts": lambda: dialogs.show_shortcuts(self),
+            "about": lambda: dialogs.show_about(
+                self, self.model_label.toolTip() or self.model_label.text()
+            ),
+        }
+
+    def _wire(self) -> None:
+        self.photos.current_changed.connect(self.open_photo)
+        self.loader.loaded.connect(self._on_loaded)
+        self.loader.load_failed.connect(self._on_load_failed)
+        self.tasks.done.connect(lambda _token, value: self._on_model(value))
+        self.tasks.error.connect(lambda _token, message: self._on_model_error(message))
+        self.canvas.mask_edited.connect(lambda rect: self._edited(rect, repaint=False))
+        self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
+        self.canvas.cursor_moved.connect(self._show_cursor)
+        self.canvas.cursor_left.connect(lambda: self.cursor_label.setText(""))
+        self.canvas.notice.connect(lambda text: self.statusBar().showMessage(text, 4000))
+        self.canvas.tool_changed.connect(self._tool_changed)
+        self.panel.overlay_toggled.connect(self.set_overlay_visible)
+        self.panel.opacity_changed.connect(self.set_opacity)
+        self.panel.threshold_changed.connect(self.set_threshold)
+        self.panel.outline_toggled.connect(self.set_outline)
+        self.panel.preset_chosen.connect(self.set_preset)
+        self.panel.status_chosen.connect(self.set_status)
+        self.panel.lesions.lesion_activated.connect(self._centre_on_lesion)
+
+    def _apply_settings(self) -> None:
+        s = self.settings
+        self.canvas.set_overlay_colour(QColor(s.overlay_colour))
+        self.set_opacity(s.overlay_opacity)
+        self.set_outline(not s.overlay_filled)
+        self.set_overlay_visible(True)
+        self.set_preset(s.display_preset)
+        self.canvas.set_brush_radius(s.brush_radius)
+        self.canvas.set_tool("pan")
+        self.session.label_dir = Path(s.label_dir) if s.label_dir else None
+        self.recent_menu.clear()
+        for folder in s.recent_folders:
+            action = self.recent_menu.addAction(folder)
+            action.triggered.connect(self._opener([folder]))
+        self.recent_menu.setEnabled(bool(s.recent_folders))
+
+    def _opener(self, sources: list[str]) -> Callable[[], None]:
+        return lambda: self.open_sources(sources)
+
+    # -- the model -------------------------------------------------------------------------
+
+    def _on_model(self, value: object) -> None:
+        if not isinstance(value, Segmenter):
+            return
+        self.set_segmenter(value)
+
+    def set_segmenter(self, segmenter: Segmenter) -> None:
+        self.segmenter = segmenter
+        self.session.segmenter = segmenter
+        self.canvas.clahe_recipe = segmenter.contract.preprocess
+        where = {"cuda": self.tr("GPU"), "cpu": self.tr("CPU"), "triton": self.tr("remote server")}
+        self.model_label.setText(
+            self.tr("Model on {where}").format(where=where.get(segmenter.device, segmenter.device))
+        )
+        self.model_label.setToolTip(
+            f"{segmenter.contract.model_name} {segmenter.contract.model_version} "
+            f"({segmenter.model.sha256[:12]})\n{segmenter.device_reason}"
+        )
+        if segmenter.device != "cuda":
+            self.statusBar().showMessage(segmenter.device_reason, 10000)
+        if self.photos.library.entries:
+            self.start_preannotation()
+            if self.current is not None and not self.current.document.has_model:
+                self.loader.request(self.current.document.path)
+
+    def _on_model_error(self, message: str) -> None:
+        self.model_problem = message
+        self.model_label.setText(self.tr("No model: photos are shown without overlay"))
+        self.model_label.setToolTip(message)
+        self.statusBar().showMessage(
+            self.tr("The model cannot be used: {reason}").format(reason=message)
+        )
+
+    # -- photos --------------------------------------------------------------------------
+
+    def choose_folder(self) -> None:
+        start = (
+            self.settings.recent_folders[0] if self.settings.recent_folders else str(Path.home())
+        )
+        folder = QFileDialog.getExistingDirectory(self, self.tr("Open a folder of photos"), start)
+        if folder:
+            self.open_sources([folder])
+
+    def choose_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(
+            self,
+            self.tr("Open photos"),
+            "",
+            self.tr("Photos (*.jpg *.jpeg *.png *.tif *.tiff *.bmp *.dcm)"),
+        )
+        if files:
+            self.open_sources(files)
+
+    def open_sources(self, sources: list[str]) -> None:
+        if not self.leave_current():
+            return
+        library = PhotoLibrary.scan(sources, label_dir=self.session.label_dir)
+        self.photos.set_library(library)
+        for message in library.skipped:
+            self.statusBar().showMessage(message, 8000)
+        folder = Path(sources[0]) if Path(sources[0]).is_dir() else Path(sources[0]).parent
+        self.settings.add_recent(str(folder))
+        save_settings(self.settings)
+        self._apply_settings()
+        if library.entries:
+            self.photos.set_current(library.entries[0].path)
+        if self.segmenter is not None:
+            self.start_preannotation()
+
+    def open_photo(self, path: str) -> None:
+        if self.current is not None and str(self.current.document.path) == path:
+            return
+        if not self.leave_current():
+            if self.current is not None:
+                self.photos.set_current(self.current.document.path)
+            return
+        self.statusBar().showMessage(self.tr("Opening {name}…").format(name=Path(path).name))
+        self.loader.request(path)
+        if self.job is not None:
+            index = self.photos.library.index_of(path)
+            entries = self.photos.library.entries
+            self.job.prioritise(
+                [entries[i].path for i in self.photos.library.order_by_distance(index)]
+            )
+
+    def _on_loaded(self, path: str, opened: OpenedPhoto) -> None:
+        self.current = opened
+        doc = opened.document
+        self.canvas.set_document(doc, opened.photo.rgb)
+        self.statusBar().clearMessage()
+        if opened.autosave is not None and dialogs.ask_restore_autosave(
+            self, doc.path.name, opened.autosave
+        ):
+            self.session.restore_autosave(doc)
+            self.canvas.refresh_mask(None)
+        elif opened.autosave is not None:
+            self.autosaver.discard(doc.path)
+        for problem in (opened.prediction_error, opened.label_error):
+            if problem:
+                self.statusBar().showMessage(
+                    self.tr("{name}: {problem}").format(name=doc.path.name, problem=problem)
+                )
+        if opened.prediction is not None:
+            self.photos.library.set_prediction(
+                path, len(opened.prediction.lesions), opened.prediction.uncertainty
+            )
+            self.photos.entry_changed(path)
+        self._show_document_state()
+
+    def _on_load_failed(self, path: str, message: str) -> None:
+        self.current = None
+        self.canvas.set_document(None, None)
+        self.photos.library.set_failed(path, message, unreadable=True)
+        self.photos.entry_changed(path)
+        self.statusBar().showMessage(message)
+        self._show_document_state()
+
+    def leave_current(self) -> bool:
+        """Ask about unsaved edits before another photo replaces the current one."""
+        if self.current is None or not self.current.document.dirty:
+            return True
+        doc = self.current.document
+        answer = dialogs.ask_save_changes(self, doc.path.name)
+        if answer == "save":
+            return self.save()
+        if answer == "discard":
+            self.autosaver.discard(doc.path)
+            return True
+        return False
+
+    # -- editing -------------------------------------------------------------------------
+
+    def _edited(self, rect: object, *, repaint: bool = True) -> None:
+        if rect is None or self.current is None:
+            return
+        if repaint:
+            self.canvas.refresh_mask(rect)  # type: ignore[arg-type]
+        self._show_document_state()
+
+    def reset_to_suggestion(self) -> None:
+        if self.current is not None:
+            self._edited(self.current.document.reset_to_suggestion())
+
+    def decide_lesion(self, decision: str) -> None:
+        lesion_id = self.panel.lesions.current_id()
+        if self.current is not None and lesion_id is not None:
+            self._edited(self.current.document.decide_lesion(lesion_id, decision))
+
+    def set_status(self, status: str) -> None:
+        if self.current is not None:
+            self.current.document.set_status(status)
+            self._show_document_state()
+
+    def _centre_on_lesion(self, lesion_id: int) -> None:
+        if self.current is None:
+            return
+        lesion = next((les for les in self.current.document.lesions if les.id == lesion_id), None)
+        if lesion is not None:
+            x, y, w, h = lesion.bbox
+            self.canvas.frame_rect((x, y, x + w, y + h))
+
+    # -- overlay -------------------------------------------------------------------------
+
+    def set_overlay_visible(self, visible: bool) -> None:
+        self.canvas.set_overlay_visible(visible)
+        self.panel.set_overlay_visible(visible)
+        self.acts["toggle_overlay"].blockSignals(True)
+        self.acts["toggle_overlay"].setChecked(visible)
+        self.acts["toggle_overlay"].blockSignals(False)
+
+    def set_opacity(self, opacity: float) -> None:
+        self.canvas.set_overlay_opacity(opacity)
+        self.panel.set_opacity(opacity)
+        self.settings.overlay_opacity = opacity
+
+    def set_outline(self, outline: bool) -> None:
+        self.canvas.set_overlay_filled(not outline)
+        self.panel.set_outline(outline)
+        self.acts["outline"].blockSignals(True)
+        self.acts["outline"].setChecked(outline)
+        self.acts["outline"].blockSignals(False)
+        self.settings.overlay_filled = not outline
+
+    def set_preset(self, preset: str) -> None:
+        self.canvas.set_preset(preset)
+        self.panel.set_preset(preset)
+        self.acts[f"preset_{preset}"].setChecked(True)
+        self.settings.display_preset = preset
+
+    def set_threshold(self, threshold: float) -> None:
+        if self.current is None:
+            return
+        doc = self.current.document
+        if doc.set_threshold(threshold):
+            self.canvas.refresh_mask(None)
+        elif doc.edited:
+            self.statusBar().showMessage(
+                self.tr(
+                    "The threshold moves the model's suggestion; your edited mask stays "
+                    "(Reset applies it)."
+                ),
+                5000,
+            )
+        self._show_document_state()
+
+    def nudge_threshold(self, delta: float) -> None:
+        if self.current is not None:
+            t = min(max(self.current.document.threshold + delta, 0.01), 0.99)
+            self.set_threshold(round(t, 2))
+
+    def _tool_changed(self, tool: str) -> None:
+        name = "tool_" + tool.replace("-", "_")
+        if name in self.acts:
+            self.acts[name].setChecked(True)
+
+    def _show_cursor(self, x: int, y: int, probability: object) -> None:
+        text = f"x {x}  y {y}"
+        if isinstance(probability, float):
+            text += f"  p {probability:.2f}"
+        self.cursor_label.setText(text)
+
+    def _show_document_state(self) -> None:
+        doc = self.current.document if self.current is not None else None
+        has_doc = doc is not None
+        if hasattr(self, "acts"):
+            for name in ("save", "undo", "redo", "reset", "accept_lesion", "reject_lesion"):
+                self.acts[name].setEnabled(has_doc)
+        if doc is None:
+            self.panel.set_has_model(False)
+            self.panel.lesions.set_lesions([], {})
+            self.panel.set_changes(None, None, None)
+            self.setWindowTitle("Hemaview")
+            return
+        self.panel.set_has_model(doc.has_model)
+        self.panel.set_threshold(doc.threshold)
+        self.panel.set_status(doc.status)
+        self.panel.lesions.set_lesions(doc.lesions, doc.decisions)
+        changes = doc.changes()
+        if changes is None:
+            self.panel.set_changes(None, None, None)
+        else:
+            self.panel.set_changes(
+                changes.pixels_added, changes.pixels_removed, changes.dice_vs_suggestion
+            )
+        if hasattr(self, "acts"):
+            self.acts["undo"].setEnabled(doc.history.can_undo)
+            self.acts["redo"].setEnabled(doc.history.can_redo)
+        self.setWindowTitle(f"{doc.path.name}{' *' if doc.dirty else ''} — Hemaview")
+
+    # -- saving --------------------------------------------------------------------------
+
+    def save(self, *, overwrite: bool = False) -> bool:
+        if self.current is None:
+            return False
+        doc = self.current.document
+        try:
+            record = self.session.save(doc, reviewer=self.settings.reviewer, overwrite=overwrite)
+        except LabelConflict as conflict:
+            if dialogs.ask_overwrite_conflict(self, doc.path.name, conflict.theirs):
+                return self.save(overwrite=True)
+            return False
+        except LabelFolderNotWritable as exc:
+            folder = dialogs.ask_label_folder(self, str(exc), str(doc.path.parent))
+            if folder is None:
+                return False
+            self.settings.label_dir = folder
+            self.session.label_dir = Path(folder)
+            save_settings(self.settings)
+            return self.save(overwrite=overwrite)
+        except HemaviewError as exc:
+            QMessageBox.warning(self, self.tr("Not saved"), str(exc))
+            return False
+        self.photos.library.set_saved(doc.path, record)
+        self.photos.entry_changed(doc.path)
+        self.statusBar().showMessage(
+            self.tr("Saved the label of {name}").format(name=doc.path.name), 5000
+        )
+        self._show_document_state()
+        return True
+
+    def _autosave(self) -> None:
+        if self.current is not None and self.current.document.dirty:
+            snapshot = self.session.snapshot_for_autosave(self.current.document)
+            if snapshot is not None:
+                self.tasks.submit(self.autosaver.write, snapshot)
+
+    def export_accepted(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, self.tr("Export accepted labels to"))
+        if not folder:
+            return
+        report = export_accepted_labels(
+            [e.path for e in self.photos.library.entries], folder, self.photos.library.label_dir_for
+        )
+        text = self.tr("{n} accepted labels exported to {folder}.").format(
+            n=len(report.exported), folder=report.folder
+        )
+        if report.skipped:
+            text += "\n\n" + "\n".join(report.skipped[:20])
+        QMessageBox.information(self, self.tr("Export accepted labels"), text)
+
+    # -- pre-annotation ------------------------------------------------------------------
+
+    def start_preannotation(self) -> None:
+        if self.segmenter is None or not self.photos.library.entries:
+            return
+        self.cancel_preannotation()
+        library = self.photos.library
+        current = library.index_of(self.current.document.path) if self.current is not None else 0
+        paths = [library.entries[i].path for i in library.order_by_distance(current)]
+        job = PreannotationJob(self.segmenter, self.cache, paths, parent=self)
+        job.progress.connect(self._preannotation_progress)
+        job.result.connect(self._preannotated)
+        job.failed.connect(self._preannotation_failed)
+        job.finished.connect(self._preannotation_finished)
+        self.job = job
+        self.progress.setRange(0, len(paths))
+        self.progress.setValue(0)
+        self.progress.show()
+        self.cancel_button.show()
+        job.start()
+
+    def cancel_preannotation(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.job = None
+        self.progress.hide()
+        self.cancel_button.hide()
+
+    def _preannotation_finished(self, _cancelled: bool) -> None:
+        self.progress.hide()
+        self.cancel_button.hide()
+
+    def _preannotation_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+
+    def _preannotated(self, path: str, summary: PredictionSummary) -> None:
+        self.photos.library.set_prediction(path, summary.lesion_count, summary.uncertainty)
+        self.photos.entry_changed(path)
+
+    def _preannotation_failed(self, path: str, message: str, kind: str) -> None:
+        self.photos.library.set_failed(path, message, unreadable=kind == "unreadable")
+        self.photos.entry_changed(path)
+
+    # -- settings and window -------------------------------------------------------------
+
+    def edit_settings(self) -> None:
+        dialog = SettingsDialog(self.settings, self)
+        if dialog.exec():
+            language = self.settings.language
+            self.settings = dialog.result_settings()
+            save_settings(self.settings)
+            self._apply_settings()
+            self._autosave_timer.start(self.settings.autosave_seconds * 1000)
+            if self.settings.language != language:
+                app = QApplication.instance()
+                switch = getattr(app, "switch_language", None)
+                if switch is not None:
+                    switch(self.settings.language)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            self.open_sources(paths)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self.leave_current():
+            event.ignore()
+            return
+        self.cancel_preannotation()
+        self.settings.brush_radius = self.canvas.brush_radius
+        save_settings(self.settings)
+        self.autosaver.close()
+        event.accept()

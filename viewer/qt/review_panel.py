@@ -1,0 +1,152 @@
+"""The right-hand panel: overlay controls, the photo's review status, its lesions."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from viewer.qt.lesion_list import LesionList
+
+THRESHOLD_STEPS = 100  # the slider moves in 0.01 steps of probability
+
+
+class ReviewPanel(QWidget):
+    overlay_toggled = Signal(bool)
+    opacity_changed = Signal(float)
+    threshold_changed = Signal(float)
+    outline_toggled = Signal(bool)
+    preset_chosen = Signal(str)
+    status_chosen = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.show_overlay = QCheckBox(self.tr("Show overlay"))
+        self.show_overlay.setChecked(True)
+        self.show_overlay.toggled.connect(self.overlay_toggled)
+        self.outline = QCheckBox(self.tr("Outline only"))
+        self.outline.toggled.connect(self.outline_toggled)
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.valueChanged.connect(lambda v: self.opacity_changed.emit(v / 100))
+        self.threshold = QSlider(Qt.Orientation.Horizontal)
+        self.threshold.setRange(1, THRESHOLD_STEPS - 1)
+        self.threshold.setPageStep(5)
+        self.threshold_label = QLabel()
+        self.threshold_label.setMinimumWidth(40)
+        self.threshold.valueChanged.connect(self._threshold_moved)
+        threshold_row = QHBoxLayout()
+        threshold_row.addWidget(self.threshold, 1)
+        threshold_row.addWidget(self.threshold_label)
+        self.preset = QComboBox()
+        for key, text in (
+            ("original", self.tr("Original colours")),
+            ("green", self.tr("Red-free (green)")),
+            ("clahe", self.tr("Contrast enhanced (CLAHE)")),
+        ):
+            self.preset.addItem(text, key)
+        self.preset.currentIndexChanged.connect(
+            lambda _i: self.preset_chosen.emit(str(self.preset.currentData()))
+        )
+
+        overlay = QGroupBox(self.tr("Overlay"))
+        form = QFormLayout(overlay)
+        form.addRow(self.show_overlay)
+        form.addRow(self.tr("Opacity"), self.opacity)
+        form.addRow(self.tr("Threshold"), threshold_row)
+        form.addRow(self.outline)
+        form.addRow(self.tr("Display"), self.preset)
+
+        review = QGroupBox(self.tr("Review"))
+        box = QVBoxLayout(review)
+        row = QHBoxLayout()
+        self.status_buttons = QButtonGroup(self)
+        for key, text in (
+            ("todo", self.tr("To do")),
+            ("in_review", self.tr("In review")),
+            ("accepted", self.tr("Accepted")),
+            ("rejected", self.tr("Rejected")),
+        ):
+            button = QPushButton(text)
+            button.setCheckable(True)
+            button.setProperty("status", key)
+            self.status_buttons.addButton(button)
+            row.addWidget(button)
+        self.status_buttons.setExclusive(True)
+        self.status_buttons.buttonClicked.connect(
+            lambda b: self.status_chosen.emit(str(b.property("status")))
+        )
+        box.addLayout(row)
+        self.changes = QLabel()
+        self.changes.setWordWrap(True)
+        box.addWidget(self.changes)
+
+        self.lesions = LesionList()
+        lesions = QGroupBox(self.tr("Suggested lesions"))
+        QVBoxLayout(lesions).addWidget(self.lesions)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(overlay)
+        layout.addWidget(review)
+        layout.addWidget(lesions, 1)
+
+    def _threshold_moved(self, value: int) -> None:
+        t = value / THRESHOLD_STEPS
+        self.threshold_label.setText(f"{t:.2f}")
+        self.threshold_changed.emit(t)
+
+    def set_threshold(self, t: float) -> None:
+        """Show a threshold without re-emitting it (model to widget, signals blocked)."""
+        self.threshold.blockSignals(True)
+        self.threshold.setValue(round(t * THRESHOLD_STEPS))
+        self.threshold.blockSignals(False)
+        self.threshold_label.setText(f"{t:.2f}")
+
+    def set_opacity(self, opacity: float) -> None:
+        self.opacity.blockSignals(True)
+        self.opacity.setValue(round(opacity * 100))
+        self.opacity.blockSignals(False)
+
+    def set_overlay_visible(self, visible: bool) -> None:
+        self.show_overlay.blockSignals(True)
+        self.show_overlay.setChecked(visible)
+        self.show_overlay.blockSignals(False)
+
+    def set_outline(self, outline: bool) -> None:
+        self.outline.blockSignals(True)
+        self.outline.setChecked(outline)
+        self.outline.blockSignals(False)
+
+    def set_preset(self, preset: str) -> None:
+        self.preset.blockSignals(True)
+        self.preset.setCurrentIndex(max(self.preset.findData(preset), 0))
+        self.preset.blockSignals(False)
+
+    def set_status(self, status: str) -> None:
+        for button in self.status_buttons.buttons():
+            button.setChecked(button.property("status") == status)
+
+    def set_has_model(self, has_model: bool) -> None:
+        for widget in (self.threshold, self.show_overlay, self.opacity, self.outline):
+            widget.setEnabled(has_model)
+
+    def set_changes(self, added: int | None, removed: int | None, dice: float | None) -> None:
+        if added is None or removed is None or dice is None:
+            self.changes.setText(self.tr("No model suggestion for this photo."))
+        else:
+            self.changes.setText(
+                self.tr(
+                    "Against the suggestion: {added} px added, {removed} px removed, Dice {dice}"
+                ).format(added=f"{added:,}", removed=f"{removed:,}", dice=f"{dice:.3f}")
+            )

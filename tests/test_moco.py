@@ -1,0 +1,290 @@
+"""MoCo pretraining on real unlabeled IDRiD photos: the MoCo mechanics, DDP, resume, hand-off.
+
+Kept small for a 2-core machine: 4 photos preprocessed at 128 px, 64 px crops, batch 4.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torch.nn import functional as F
+
+from inference.contract import PreprocessRecipe
+from training.augment import augment_pair, moco_views
+from training.moco import MoCo, SplitBatchNorm2d, info_nce
+from training.model import HemaviewNet, ModelConfig
+from training.pretrain import (
+    CHECKPOINT,
+    LOG_FILE,
+    PretrainConfig,
+    WeightKeysError,
+    list_photos,
+    load_encoder_weights,
+    load_imagenet_weights,
+    load_pool,
+    pretrain,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("HEMAVIEW_DATA", REPO.parent / "shared" / "data"))
+UNLABELED = DATA / "idrid-unlabeled"
+WORKING = 128
+CROP = 64
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine, two threads that wait on each other
+    made these tiny steps ten times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("moco-cache")
+
+
+@pytest.fixture(scope="module")
+def pool(cache_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    assert UNLABELED.is_dir(), f"the unlabeled IDRiD photos are missing at {UNLABELED}"
+    photos = list_photos(UNLABELED, 4)
+    return load_pool(photos, PreprocessRecipe(working_size=WORKING), cache_dir, workers=2)
+
+
+def small_config(out_dir: Path, cache_dir: Path, **changes: object) -> PretrainConfig:
+    config = PretrainConfig(
+        data_dir=str(UNLABELED), out_dir=str(out_dir), cache_dir=str(cache_dir),
+        working_size=WORKING, crop_size=CROP, batch_size=4, queue_size=12, epochs=1, repeats=2,
+        max_photos=4, workers=2, device="cpu", log_every=1, seed=0,
+    )
+    return replace(config, **changes)  # type: ignore[arg-type]
+
+
+def log_steps(out_dir: Path) -> list[int]:
+    with (out_dir / LOG_FILE).open(newline="") as f:
+        return [int(row["step"]) for row in csv.DictReader(f)]
+
+
+def test_moco_steps_move_queue_and_key_encoder_by_the_rules(pool):
+    images, fov = pool
+    torch.manual_seed(0)
+    m = 0.9
+    model = MoCo("resnet18", dim=128, queue_size=8, momentum=m, temperature=0.2, bn_splits=2)
+    assert model.chunks == 1  # resnet18's plain BN layers split by reshape
+    assert any(isinstance(layer, SplitBatchNorm2d) for layer in model.encoder_k.modules())
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    generator = torch.Generator().manual_seed(0)
+    n = images.shape[0]
+    for step in range(2):
+        q_before = [p.detach().clone() for p in model.encoder_q.parameters()]
+        k_before = [p.detach().clone() for p in model.encoder_k.parameters()]
+        queue_before, ptr = model.queue.clone(), int(model.queue_ptr)
+        im_q, im_k = moco_views(images, fov, generator, CROP)
+        out = model(im_q, im_k, generator=generator)
+
+        # The key encoder moved by exactly key = m * key + (1 - m) * query.
+        for q0, k0, k1 in zip(q_before, k_before, model.encoder_k.parameters(), strict=True):
+            torch.testing.assert_close(k1.detach(), m * k0 + (1 - m) * q0)
+        if step == 1:  # after an optimizer step the encoders differ, so the check has teeth
+            assert any(not torch.equal(q0, k0) for q0, k0 in zip(q_before, k_before, strict=True))
+            moved = zip(k_before, model.encoder_k.parameters(), strict=True)
+            assert any(not torch.equal(k0, k1) for k0, k1 in moved)
+
+        # The pointer advanced by the batch and the oldest keys were replaced by these keys.
+        assert int(model.queue_ptr) == (ptr + n) % 8
+        assert torch.equal(model.queue[:, ptr:ptr + n], out.keys.T)
+        assert not torch.equal(model.queue[:, ptr:ptr + n], queue_before[:, ptr:ptr + n])
+        kept = torch.ones(8, dtype=torch.bool)
+        kept[ptr:ptr + n] = False
+        assert torch.equal(model.queue[:, kept], queue_before[:, kept])
+        torch.testing.assert_close(out.keys.norm(dim=1), torch.ones(n))
+        assert out.logits.shape == (n, 1 + 8) and out.labels.tolist() == [0] * n
+
+        loss = info_nce(out)
+        assert math.isfinite(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        assert all(p.grad is None and not p.requires_grad for p in model.encoder_k.parameters())
+        assert all(p.grad is not None for p in model.encoder_q.parameters())
+    assert int(model.queue_ptr) == 0  # two batches of 4 wrapped the queue of 8
+
+
+def test_split_batchnorm_normalises_each_group_on_its_own():
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(3)
+    split = SplitBatchNorm2d(copy.deepcopy(bn), 2)
+    assert split.state_dict().keys() == bn.state_dict().keys()
+    x = torch.randn(4, 3, 5, 5) * torch.tensor([1.0, 5.0, 1.0, 5.0]).view(4, 1, 1, 1)
+    out = split(x)
+    even, odd = copy.deepcopy(bn), copy.deepcopy(bn)  # group i % 2 == 0 and == 1
+    torch.testing.assert_close(out[0::2], even(x[0::2]))
+    torch.testing.assert_close(out[1::2], odd(x[1::2]))
+    torch.testing.assert_close(split.running_var, (even.running_var + odd.running_var) / 2)
+    out.sum().backward()
+    assert split.weight.grad is not None
+
+
+def test_queue_must_hold_whole_batches():
+    with pytest.raises(ValueError, match="multiple of batch size"):
+        PretrainConfig(batch_size=4, queue_size=6).validate()
+
+
+def test_moco_views_are_reproducible_and_stay_in_the_field_of_view(pool):
+    images, fov = pool
+    q1, k1 = moco_views(images, fov, 7, CROP)
+    q2, k2 = moco_views(images, fov, 7, CROP)
+    assert q1.shape == k1.shape == (images.shape[0], 3, CROP, CROP)
+    assert torch.equal(q1, q2) and torch.equal(k1, k2)
+    assert not torch.equal(q1, k1)
+    # Outside the FOV the photo is black, which normalises to -mean/std: count such pixels.
+    config = ModelConfig()
+    black = torch.tensor(config.mean).view(1, 3, 1, 1) / torch.tensor(config.std).view(1, 3, 1, 1)
+    outside = ((q1 + black).abs() < 1e-3).all(dim=1).float().mean()
+    assert outside < 0.3
+
+
+@pytest.fixture(scope="module")
+def resumed_run(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, pool) -> Path:
+    out = tmp_path_factory.mktemp("pretrain")
+    pretrain(small_config(out, cache_dir, epochs=1))
+    first = torch.load(out / CHECKPOINT, weights_only=True)
+    assert (first["step"], first["epoch"]) == (2, 0)
+    assert log_steps(out) == [1, 2]
+    pretrain(small_config(out, cache_dir, epochs=2))  # the same out dir: resume
+    return out
+
+
+def test_rerun_resumes_from_the_checkpoint(resumed_run: Path, cache_dir: Path):
+    last = torch.load(resumed_run / CHECKPOINT, weights_only=True)
+    assert (last["step"], last["epoch"]) == (4, 1)
+    assert log_steps(resumed_run) == [1, 2, 3, 4]
+    # 4 steps of 4 keys in a queue of 12: the pointer is at 16 % 12 only if the queue resumed.
+    assert int(last["model"]["queue_ptr"]) == 4
+    assert last["config"]["epochs"] == 2 and "state" in last["optimizer"]
+    with pytest.raises(ValueError, match="lr"):
+        pretrain(small_config(resumed_run, cache_dir, epochs=3, lr=0.5))
+
+
+def test_encoder_file_loads_into_the_unet_with_exact_keys(resumed_run: Path):
+    blob = torch.load(resumed_run / "encoder.pt", weights_only=True)
+    assert blob["encoder_name"] == "resnet18" and blob["config"]["crop_size"] == CROP
+    assert not any(k.startswith(("module.", "_orig_mod.")) for k in blob["encoder"])
+    net = HemaviewNet(ModelConfig())
+    load_encoder_weights(net, resumed_run / "encoder.pt")
+    for key, value in blob["encoder"].items():
+        assert torch.equal(net.encoder.state_dict()[key], value)
+
+
+def test_mismatched_encoder_weights_fail_loudly_and_change_nothing(
+    resumed_run: Path, tmp_path: Path
+):
+    blob = torch.load(resumed_run / "encoder.pt", weights_only=True)
+    state = dict(blob["encoder"])
+    state["module.conv1.weight"] = state.pop("conv1.weight")  # a DDP-style prefix
+    bad = tmp_path / "bad.pt"
+    torch.save({**blob, "encoder": state}, bad)
+    net = HemaviewNet(ModelConfig())
+    before = net.encoder.conv1.weight.detach().clone()
+    expected = r"missing \['conv1.weight'\].*unexpected \['module.conv1.weight'\]"
+    with pytest.raises(WeightKeysError, match=expected):
+        load_encoder_weights(net, bad)
+    assert torch.equal(net.encoder.conv1.weight, before)
+    torch.save({**blob, "encoder_name": "resnet34"}, bad)
+    with pytest.raises(WeightKeysError, match="resnet34"):
+        load_encoder_weights(net, bad)
+
+
+def test_imagenet_weights_leave_only_the_classifier(tmp_path: Path):
+    torch.manual_seed(1)
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    path = tmp_path / "resnet18.pth"
+    torch.save(state, path)
+    net = HemaviewNet(ModelConfig())
+    load_imagenet_weights(net, path)
+    assert torch.equal(net.encoder.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
+    headless = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    torch.save(headless, path)  # not the torchvision file we expect: fc.* should be left over
+    with pytest.raises(WeightKeysError, match="expected unexpected"):
+        load_imagenet_weights(net, path)
+
+
+def test_two_process_gloo_run_writes_the_encoder(tmp_path: Path, cache_dir: Path, pool):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+        "--master-addr", "127.0.0.1", "--master-port", str(port),
+        "-m", "training.pretrain", "--data-dir", str(UNLABELED), "--out-dir", str(out),
+        "--cache-dir", str(cache_dir), "--working-size", str(WORKING), "--crop-size", str(CROP),
+        "--batch-size", "4", "--queue-size", "8", "--epochs", "1", "--repeats", "2",
+        "--max-photos", "4", "--workers", "1", "--device", "cpu", "--log-every", "1",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo",
+           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "over 2 process(es)" in done.stdout
+    assert log_steps(out) == [1, 2]  # 4 photos x 2 repeats, 2 per process per step
+    checkpoint = torch.load(out / CHECKPOINT, weights_only=True)
+    assert checkpoint["world_size"] == 2 and int(checkpoint["model"]["queue_ptr"]) == 0
+    load_encoder_weights(HemaviewNet(ModelConfig()), out / "encoder.pt")
+
+
+def _blobs(generator: torch.Generator, n: int, size: int, threshold: float) -> torch.Tensor:
+    """Irregular, asymmetric 0/1 shapes (N, 1, size, size): a flip or turn shows."""
+    noise = torch.rand((n, 1, 8, 8), generator=generator)
+    return (F.interpolate(noise, size=size, mode="bilinear") > threshold).float()
+
+
+def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a & b).sum()) / max(float((a | b).sum()), 1.0)
+
+
+def test_augment_pair_keeps_image_mask_and_valid_aligned():
+    g = torch.Generator().manual_seed(3)
+    n, size = 6, 128
+    lesions = _blobs(g, n, size, 0.6)  # (N, 1, H, W)
+    valid = _blobs(g, n, size, 0.3)
+    # Red carries the lesion and blue the valid area, so each can be found again in the image.
+    images = torch.cat([60 + 150 * lesions, torch.full_like(lesions, 30), 40 + 150 * valid], dim=1)
+    out_images, out_masks, out_valid = augment_pair(images, lesions, valid, g, CROP)
+    assert out_images.shape == (n, 3, CROP, CROP)
+    assert out_masks.shape == out_valid.shape == (n, 1, CROP, CROP)
+    assert out_images.max() > 1.5 and out_images.min() >= 0 and out_images.max() <= 255  # 0-255
+    assert set(out_valid.unique().tolist()) <= {0.0, 1.0}
+    assert out_masks.min() >= 0 and out_masks.max() <= 1
+    checked = 0
+    for i in range(n):
+        red, blue = out_images[i, 0], out_images[i, 2]
+        lit = out_images[i].amax(dim=0) > 0  # inside the source photo
+        lesion_mask, valid_mask = out_masks[i, 0] > 0.5, out_valid[i, 0] > 0.5
+        if lesion_mask.sum() > 30 and (lit & ~lesion_mask).sum() > 30:
+            cut = (red[lit].min() + red[lit].max()) / 2
+            assert _iou((red > cut) & lit, lesion_mask) > 0.85
+            checked += 1
+        cut = (blue[lit].min() + blue[lit].max()) / 2
+        assert _iou((blue > cut) & lit, valid_mask) > 0.85
+    assert checked >= 3
+    # Reproducible from the seed, and the geometry really varies.
+    again = augment_pair(images, lesions, valid, torch.Generator().manual_seed(9), CROP)
+    twice = augment_pair(images, lesions, valid, 9, CROP)
+    assert all(torch.equal(a, b) for a, b in zip(again, twice, strict=True))
+    assert not torch.equal(again[1], out_masks)

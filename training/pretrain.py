@@ -1,0 +1,586 @@
+"""MoCo v2 pretraining of the U-Net's encoder on unlabeled fundus photos.
+
+One process (CPU or one GPU) or many under torchrun: `torchrun --nproc_per_node 4 -m
+training.cli pretrain --batch-size 128` spreads a global batch of 128 over 4 GPUs with
+shuffling BN. The photos are preprocessed once through training.cache (the one preprocessing)
+and held in memory as uint8 (on the GPU when it fits), so a step's data work is a gather and
+the batched augmentations of training.augment, measured against the training step in the log.
+
+Each epoch ends with a checkpoint (config, step, model with its queue, optimizer, RNG state);
+rerunning with the same out dir resumes from it. The result is `encoder.pt`: the query
+encoder's smp-encoder state dict, loaded into HemaviewNet by `load_encoder_weights`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch import distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from inference.contract import PreprocessRecipe
+from inference.errors import NotFundusError
+from training.augment import MOCO_AUGMENT, moco_views
+from training.cache import load_preprocessed
+from training.configs import add_dataclass_args, dataclass_from_args, to_jsonable
+from training.moco import MoCo, info_nce, top1
+from training.model import HemaviewNet, ModelConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "idrid-unlabeled"
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+CHECKPOINT = "checkpoint.pt"
+ENCODER_FILE = "encoder.pt"
+LOG_FILE = "pretrain_log.csv"
+LOG_COLUMNS = (
+    "step",
+    "epoch",
+    "loss",
+    "top1",
+    "lr",
+    "images_per_s",
+    "data_s",
+    "step_s",
+    "data_images_per_s",
+    "step_images_per_s",
+)
+# Fields that may change between a run and its resumption; any other difference is refused.
+RESUMABLE = {
+    "epochs",
+    "workers",
+    "device",
+    "log_every",
+    "out_dir",
+    "cache_dir",
+    "data_on_device",
+    "amp",
+}
+
+
+class WeightKeysError(RuntimeError):
+    """A state dict's keys differ from what the receiving module expects."""
+
+
+@dataclass
+class PretrainConfig:
+    data_dir: str = field(
+        default=str(DEFAULT_DATA_DIR),
+        metadata={"help": "unlabeled photos (or a folder with images/)"},
+    )
+    out_dir: str = field(
+        default=str(REPO_ROOT / "runs" / "pretrain"),
+        metadata={"help": "checkpoints, log, encoder.pt"},
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "preprocessed-photo cache (default: OUT_DIR/cache)"}
+    )
+    encoder: str = field(default="resnet18", metadata={"help": "smp encoder name"})
+    working_size: int = field(
+        default=PreprocessRecipe().working_size, metadata={"help": "preprocessing working size"}
+    )
+    crop_size: int = 224
+    crop_scale: tuple[float, float] = field(
+        default=MOCO_AUGMENT.scale, metadata={"help": "crop area / FOV area"}
+    )
+    epochs: int = 200
+    repeats: int = field(default=10, metadata={"help": "crops of each photo per epoch"})
+    batch_size: int = field(default=128, metadata={"help": "global batch, split over processes"})
+    lr: float = field(
+        default=0.015, metadata={"help": "peak learning rate (MoCo v2: 0.03 x batch / 256)"}
+    )
+    sgd_momentum: float = 0.9
+    weight_decay: float = 1e-4
+    momentum: float = field(default=0.999, metadata={"help": "key encoder momentum"})
+    temperature: float = 0.2
+    dim: int = field(default=128, metadata={"help": "projection size"})
+    queue_size: int = field(default=4096, metadata={"help": "negatives; a multiple of the batch"})
+    bn_splits: int = field(
+        default=0,
+        metadata={"help": "BN groups per process (0: auto, ~32 per group alone, 1 under DDP)"},
+    )
+    workers: int = field(default=4, metadata={"help": "threads preprocessing photos"})
+    seed: int = 0
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    amp: bool = field(default=True, metadata={"help": "bfloat16 autocast on CUDA"})
+    data_on_device: bool = field(default=True, metadata={"help": "keep the photos on the GPU"})
+    max_photos: int = field(default=0, metadata={"help": "use only the first N photos (0: all)"})
+    log_every: int = 10
+
+    def validate(self, world_size: int = 1) -> None:
+        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1]:
+            raise ValueError(
+                f"crop_scale must be two increasing positive numbers, got {self.crop_scale}"
+            )
+        if self.batch_size % world_size:
+            raise ValueError(
+                f"batch size {self.batch_size} does not split over {world_size} processes"
+            )
+        if self.queue_size % self.batch_size:
+            raise ValueError(
+                f"queue size {self.queue_size} is not a multiple of batch size {self.batch_size}"
+            )
+        if self.batch_size // world_size < 2:
+            raise ValueError("each process needs at least 2 photos per batch")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+
+
+@dataclass
+class _Runtime:
+    rank: int
+    world: int
+    device: torch.device
+    distributed: bool
+    owns_group: bool
+
+
+def _runtime(config: PretrainConfig) -> _Runtime:
+    """Single process, or one of torchrun's (RANK / WORLD_SIZE / LOCAL_RANK in the environment)."""
+    use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return _Runtime(0, 1, torch.device("cuda" if use_cuda else "cpu"), False, False)
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    device = torch.device("cpu")
+    if use_cuda:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return _Runtime(rank, world, device, True, owns)
+
+
+def _barrier(rt: _Runtime) -> None:
+    if rt.distributed:
+        dist.barrier()
+
+
+def auto_bn_splits(batch: int) -> int:
+    """The fewest BN groups (at least 2) that divide the batch with at most 32 photos each."""
+    return next(s for s in range(max(2, math.ceil(batch / 32)), batch + 1) if batch % s == 0)
+
+
+def list_photos(data_dir: Path, limit: int = 0) -> list[Path]:
+    folder = data_dir / "images" if (data_dir / "images").is_dir() else data_dir
+    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    if not photos:
+        raise FileNotFoundError(f"no photos in {folder}")
+    return photos[:limit] if limit > 0 else photos
+
+
+def load_pool(
+    photos: list[Path],
+    recipe: PreprocessRecipe,
+    cache_dir: Path,
+    workers: int,
+    verbose: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Preprocess (or read from the cache) -> images (P, 3, S, S) uint8, FOV (P, 1, S, S) uint8."""
+    size = recipe.working_size
+    images = torch.empty((len(photos), 3, size, size), dtype=torch.uint8)
+    fov = torch.empty((len(photos), 1, size, size), dtype=torch.uint8)
+    usable = [True] * len(photos)
+    done = [0]
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        try:
+            item = load_preprocessed(photos[i], recipe, cache_dir)
+        except NotFundusError as exc:
+            print(f"skipping {photos[i].name}: {exc}", file=sys.stderr)
+            usable[i] = False
+            return
+        images[i] = torch.from_numpy(item.image).permute(2, 0, 1)  # (3, S, S)
+        fov[i, 0] = torch.from_numpy(item.fov)  # (S, S)
+        with lock:
+            done[0] += 1
+            if verbose and done[0] % 50 == 0:
+                print(f"preprocessed {done[0]}/{len(photos)} photos", flush=True)
+
+    # cv2 releases the GIL while decoding and resizing, so threads do run in parallel.
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        list(pool.map(one, range(len(photos))))
+    keep = torch.tensor(usable)
+    if not keep.any():
+        raise ValueError("none of the photos has a usable field of view")
+    return images[keep], fov[keep]
+
+
+class _Indices(torch.utils.data.Dataset[int]):
+    """Photo indices, each photo `repeats` times per epoch (each time with fresh crops)."""
+
+    def __init__(self, photos: int, repeats: int):
+        self.photos, self.length = photos, photos * repeats
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> int:
+        return i % self.photos
+
+
+def cosine_lr(config: PretrainConfig, step: int, total: int) -> float:
+    return config.lr * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    # A crash while writing must leave the previous checkpoint whole.
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _check_resumable(saved: dict[str, Any], config: PretrainConfig) -> None:
+    now = to_jsonable(config)
+    changed = sorted(k for k in now if k not in RESUMABLE and saved.get(k) != now[k])
+    if changed:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)
+        raise ValueError(
+            f"the checkpoint in {config.out_dir} was made with other settings ({detail}); "
+            "use another --out-dir or the same settings"
+        )
+
+
+def _trim_log(path: Path, last_step: int) -> None:
+    """Drop log rows past the checkpoint (steps of an interrupted epoch are redone)."""
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= last_step]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, LOG_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _format_time(seconds: float) -> str:
+    seconds = int(seconds)
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+        if seconds >= 3600
+        else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
+
+
+def pretrain(config: PretrainConfig) -> Path:
+    """Train MoCo v2 as configured, resuming from OUT_DIR's checkpoint; return encoder.pt."""
+    # Absolute paths in the recorded config: it must say where the data came from.
+    config = replace(
+        config,
+        data_dir=str(Path(config.data_dir).resolve()),
+        out_dir=str(Path(config.out_dir).resolve()),
+        cache_dir=str(Path(config.cache_dir).resolve()) if config.cache_dir else None,
+    )
+    rt = _runtime(config)
+    try:
+        return _pretrain(config, rt)
+    finally:
+        if rt.owns_group:
+            dist.destroy_process_group()
+
+
+def _pretrain(config: PretrainConfig, rt: _Runtime) -> Path:
+    config.validate(rt.world)
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(config.cache_dir) if config.cache_dir else out / "cache"
+    recipe = PreprocessRecipe(working_size=config.working_size)
+    lead = rt.rank == 0
+    torch.manual_seed(config.seed)  # the same initial weights in every process
+
+    photos = list_photos(Path(config.data_dir), config.max_photos)
+    if lead:  # one process fills the cache, the others then read it
+        images, fov = load_pool(photos, recipe, cache_dir, config.workers, verbose=True)
+    _barrier(rt)
+    if not lead:
+        images, fov = load_pool(photos, recipe, cache_dir, config.workers)
+    pool_device = rt.device if config.data_on_device else torch.device("cpu")
+    images, fov = images.to(pool_device), fov.to(pool_device)  # (P, 3, S, S), (P, 1, S, S) uint8
+
+    local_batch = config.batch_size // rt.world
+    splits = config.bn_splits or (1 if rt.world > 1 else auto_bn_splits(local_batch))
+    model = MoCo(
+        config.encoder, config.dim, config.queue_size, config.momentum, config.temperature, splits
+    ).to(rt.device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(
+        params, lr=config.lr, momentum=config.sgd_momentum, weight_decay=config.weight_decay
+    )
+    step, start_epoch = 0, 0
+    ckpt_path = out / CHECKPOINT
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        _check_resumable(ckpt["config"], config)
+        model.load_state_dict(ckpt["model"])  # strict: the same MoCo, queue included
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        step, start_epoch = int(ckpt["step"]), int(ckpt["epoch"]) + 1
+        if lead:
+            print(f"resuming from {ckpt_path}: epoch {start_epoch}, step {step}", flush=True)
+    log_path = out / LOG_FILE
+    if lead:
+        _trim_log(log_path, step)
+
+    net: nn.Module = model
+    if rt.distributed:
+        net = DistributedDataParallel(
+            model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
+        )
+    sampler: DistributedSampler[int] = DistributedSampler(
+        _Indices(len(images), config.repeats),
+        num_replicas=rt.world,
+        rank=rt.rank,
+        shuffle=True,
+        seed=config.seed,
+        drop_last=True,
+    )
+    loader = DataLoader(
+        _Indices(len(images), config.repeats),
+        batch_size=local_batch,
+        sampler=sampler,
+        drop_last=True,
+    )
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"{len(images)} photos x {config.repeats} repeats make no batch of {config.batch_size}"
+        )
+    total = steps_per_epoch * config.epochs
+    augment = replace(
+        MOCO_AUGMENT, scale=(float(config.crop_scale[0]), float(config.crop_scale[1]))
+    )
+    model_config = ModelConfig(encoder=config.encoder)
+    autocast = config.amp and rt.device.type == "cuda"
+    if lead:
+        print(
+            f"MoCo v2 {config.encoder}: {len(images)} photos at {config.working_size} px, "
+            f"crops {config.crop_size} px, batch {config.batch_size} over {rt.world} process(es) "
+            f"on {rt.device}, BN groups per process {splits}, {steps_per_epoch} steps/epoch",
+            flush=True,
+        )
+    recent: deque[float] = deque(maxlen=50)
+    totals = {"data": 0.0, "step": 0.0, "steps": 0}
+    net.train()
+    log_file = log_path.open("a", newline="") if lead else None
+    try:
+        writer = csv.DictWriter(log_file, LOG_COLUMNS) if log_file else None
+        if writer and log_file and log_file.tell() == 0:
+            writer.writeheader()
+        for epoch in range(start_epoch, config.epochs):
+            sampler.set_epoch(epoch)
+            # Crops and shuffles come from (seed, epoch, rank): a resumed run redraws the same ones.
+            generator = torch.Generator().manual_seed(
+                config.seed * 1_000_003 + epoch * 1_009 + rt.rank
+            )
+            t0 = time.perf_counter()
+            for batch_idx in loader:
+                idx = batch_idx.to(pool_device)  # (n,)
+                batch_images = images[idx].to(rt.device, non_blocking=True)  # (n, 3, S, S) uint8
+                batch_fov = fov[idx].to(rt.device, non_blocking=True)  # (n, 1, S, S) uint8
+                im_q, im_k = moco_views(
+                    batch_images, batch_fov, generator, config.crop_size, augment, model_config
+                )  # (n, 3, c, c) each
+                _sync(rt.device)
+                t1 = time.perf_counter()
+                lr = cosine_lr(config, step, total)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with torch.autocast(rt.device.type, dtype=torch.bfloat16, enabled=autocast):
+                    output = net(im_q, im_k, generator=generator)
+                loss = info_nce(output)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                stats = torch.stack([loss.detach(), top1(output)])  # (2,)
+                if rt.distributed:
+                    dist.all_reduce(stats)
+                    stats /= rt.world
+                loss_value, acc = stats.tolist()
+                t2 = time.perf_counter()
+                step += 1
+                if not math.isfinite(loss_value):
+                    raise FloatingPointError(f"the loss became {loss_value} at step {step}")
+                data_s, step_s = t1 - t0, t2 - t1
+                recent.append(t2 - t0)
+                if len(recent) > 1:  # the first step pays for allocator and kernel warm-up
+                    totals["data"] += data_s
+                    totals["step"] += step_s
+                    totals["steps"] += 1
+                if writer and log_file:
+                    writer.writerow(
+                        {
+                            "step": step,
+                            "epoch": epoch,
+                            "loss": f"{loss_value:.5f}",
+                            "top1": f"{acc:.4f}",
+                            "lr": f"{lr:.6g}",
+                            "images_per_s": f"{config.batch_size / (t2 - t0):.2f}",
+                            "data_s": f"{data_s:.5f}",
+                            "step_s": f"{step_s:.5f}",
+                            "data_images_per_s": f"{config.batch_size / max(data_s, 1e-9):.2f}",
+                            "step_images_per_s": f"{config.batch_size / max(step_s, 1e-9):.2f}",
+                        }
+                    )
+                if lead and (step % config.log_every == 0 or step == total):
+                    mean = sum(recent) / len(recent)
+                    if log_file:
+                        log_file.flush()
+                    print(
+                        f"epoch {epoch + 1}/{config.epochs} step {step}/{total} "
+                        f"loss {loss_value:.4f} "
+                        f"top1 {acc:.3f} lr {lr:.4g} | {config.batch_size / mean:.1f} img/s "
+                        f"(data {config.batch_size / max(data_s, 1e-9):.0f}, step "
+                        f"{config.batch_size / max(step_s, 1e-9):.0f} img/s) | "
+                        f"left {_format_time(mean * (total - step))}",
+                        flush=True,
+                    )
+                t0 = time.perf_counter()
+            if lead:
+                _atomic_save(
+                    {
+                        "config": to_jsonable(config),
+                        "recipe": recipe.to_json(),
+                        "step": step,
+                        "epoch": epoch,
+                        "world_size": rt.world,
+                        "model": model.state_dict(),  # holds the queue and its pointer as buffers
+                        "optimizer": optimizer.state_dict(),
+                        "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state()},
+                    },
+                    ckpt_path,
+                )
+            _barrier(rt)
+    finally:
+        if log_file:
+            log_file.close()
+    if lead and totals["steps"]:
+        images_done = config.batch_size * totals["steps"]
+        print(
+            f"throughput: data {images_done / max(totals['data'], 1e-9):.1f} img/s, training step "
+            f"{images_done / max(totals['step'], 1e-9):.1f} img/s; data took "
+            f"{totals['data'] / (totals['data'] + totals['step']):.0%} of the time",
+            flush=True,
+        )
+    path = out / ENCODER_FILE
+    if lead:
+        _atomic_save(
+            {
+                "encoder": {
+                    k: v.detach().cpu() for k, v in model.encoder_q.encoder.state_dict().items()
+                },
+                "config": to_jsonable(config),
+                "encoder_name": config.encoder,
+                "recipe": recipe.to_json(),
+                "step": step,
+            },
+            path,
+        )
+        print(f"wrote {path}", flush=True)
+    _barrier(rt)
+    return path
+
+
+def check_keys(
+    missing: Iterable[str],
+    unexpected: Iterable[str],
+    *,
+    expected_missing: set[str],
+    expected_unexpected: set[str],
+    source: object,
+) -> None:
+    """Raise WeightKeysError unless the missing and unexpected key sets are exactly as expected."""
+    missing_set, unexpected_set = set(missing), set(unexpected)
+    if missing_set == expected_missing and unexpected_set == expected_unexpected:
+        return
+    parts = []
+    for label, got, want in (
+        ("missing", missing_set, expected_missing),
+        ("unexpected", unexpected_set, expected_unexpected),
+    ):
+        if got - want:
+            parts.append(f"{label} {sorted(got - want)[:8]}{' ...' if len(got - want) > 8 else ''}")
+        if want - got:
+            parts.append(f"expected {label} but matched {sorted(want - got)[:8]}")
+    raise WeightKeysError(f"{source}: the weights do not fit the encoder: " + "; ".join(parts))
+
+
+def _load_into_encoder(
+    encoder: nn.Module, state: dict[str, Tensor], *, expected_unexpected: set[str], source: object
+) -> None:
+    own = set(encoder.state_dict())
+    # Check before loading, so a mismatch leaves the network untouched.
+    check_keys(
+        own - set(state),
+        set(state) - own,
+        expected_missing=set(),
+        expected_unexpected=expected_unexpected,
+        source=source,
+    )
+    # nn.Module's own method: smp's ResNetEncoder.load_state_dict silently drops fc.* and
+    # returns None, which would hide exactly the key sets we assert.
+    result = nn.Module.load_state_dict(encoder, state, strict=False)
+    check_keys(
+        result.missing_keys,
+        result.unexpected_keys,
+        expected_missing=set(),
+        expected_unexpected=expected_unexpected,
+        source=source,
+    )
+
+
+def load_encoder_weights(net: HemaviewNet, path: Path | str) -> None:
+    """Load pretrain()'s encoder.pt into net.encoder; every key must match exactly."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if blob.get("encoder_name") != net.config.encoder:
+        raise WeightKeysError(
+            f"{path} holds a {blob.get('encoder_name')!r} encoder, the network has "
+            f"{net.config.encoder!r}"
+        )
+    _load_into_encoder(net.encoder, blob["encoder"], expected_unexpected=set(), source=path)
+
+
+def load_imagenet_weights(net: HemaviewNet, path: Path | str) -> None:
+    """Load a local torchvision ResNet state dict (e.g. resnet18-f37072fd.pth) into net.encoder.
+
+    The classifier (fc.*) is the only thing left over; nothing is ever downloaded.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    _load_into_encoder(
+        net.encoder, state, expected_unexpected={"fc.weight", "fc.bias"}, source=path
+    )
+
+
+def pretrain_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hemaview-train pretrain", description="MoCo v2 pretraining of the encoder"
+    )
+    add_dataclass_args(parser, PretrainConfig)
+    config = dataclass_from_args(PretrainConfig, parser.parse_args(argv))
+    path = pretrain(config)
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(pretrain_main(sys.argv[1:]))

@@ -12,8 +12,8 @@ haemorrhages a reviewer must see. Instead:
   vanishes when zoomed out.
 - Each paint samples the level that matches the zoom onto the device pixels being
   repainted (nearest neighbour, one cv2.warpAffine), turns that into a premultiplied
-  ARGB patch with a two-entry lookup table, and draws it 1:1. The cost follows the
-  repainted screen area (~4 ms for a full 1600x1000 view), never the photo's size.
+  ARGB patch (0/1 times the colour word), and draws it 1:1. The cost follows the
+  repainted screen area (~2-3 ms for a full 1600x1000 view), never the photo's size.
 
 A threshold change replaces the mask, which only drops the pooled levels. Colour, opacity,
 filled/contour and visibility live here and in QPainter: changing them rebuilds nothing.

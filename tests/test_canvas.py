@@ -19,8 +19,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-
 from conftest import idrid_mask, idrid_photo
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QColor, QImage, QWheelEvent

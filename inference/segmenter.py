@@ -66,6 +66,7 @@ class Prediction:
     photo: Photo  # as read: for a path, possibly at a reduced scale (photo.width is the full size)
     working: np.ndarray  # float16 (S, S): the model's own output, what caches keep
     _mask: np.ndarray | None = field(default=None, repr=False)
+    _working32: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def mask(self) -> np.ndarray:
@@ -76,8 +77,10 @@ class Prediction:
 
     def at_threshold(self, threshold: float, min_area_px: int) -> list[Lesion]:
         """The lesions at another threshold, without running the model again."""
+        if self._working32 is None:
+            self._working32 = self.working.astype(np.float32)
         return find_lesions_guided(
-            self.probability, self.working.astype(np.float32), self.geometry, threshold, min_area_px
+            self.probability, self._working32, self.geometry, threshold, min_area_px
         )
 
     @property

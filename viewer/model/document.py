@@ -49,7 +49,7 @@ class Document:
         self.history = History()
         self.threshold = prediction.threshold if prediction is not None else 0.5
         self.suggestion = self._suggestion_at(self.threshold)
-        self.lesions: list[Lesion] = list(prediction.lesions) if prediction is not None else []
+        self._lesions: list[Lesion] | None = list(prediction.lesions) if prediction else []
         self.decisions: dict[int, str] = {}
         self.saved_record: ProvenanceRecord | None = None
         self.created: datetime = now()
@@ -73,6 +73,15 @@ class Document:
     # -- the model's suggestion ----------------------------------------------------------
 
     @property
+    def lesions(self) -> list[Lesion]:
+        """The suggested lesions at the current threshold, found when first asked for: a
+        threshold slider moves faster than 12 MP can be labelled."""
+        if self._lesions is None:
+            assert self.prediction is not None
+            self._lesions = self.prediction.at_threshold(self.threshold, self.min_lesion_area_px)
+        return self._lesions
+
+    @property
     def has_model(self) -> bool:
         return self.prediction is not None
 
@@ -88,7 +97,7 @@ class Document:
             return False
         self.threshold = float(threshold)
         self.suggestion = self._suggestion_at(self.threshold)
-        self.lesions = self.prediction.at_threshold(self.threshold, self.min_lesion_area_px)
+        self._lesions = None
         if follow and not self.edited:
             self.decisions.clear()
             self.mask = self.suggestion.copy()

@@ -55,22 +55,21 @@ def paint_segment(
     x0, y0, x1, y1 = rect
     view = mask[y0:y1, x0:x1].view(np.uint8)  # bool is one byte of 0 or 1: cv2 draws on it
     colour = 1 if value else 0
-    shift = 4  # sub-pixel precision: 1/16 pixel
+    if radius < 1.0:
+        # The finest brush sets exactly the pixels the pointer passes over.
+        a = (round(start[0]) - x0, round(start[1]) - y0)
+        b = (round(end[0]) - x0, round(end[1]) - y0)
+        cv2.line(view, a, b, colour, thickness=1, lineType=cv2.LINE_8)
+        return rect
+    shift = 4  # sub-pixel precision (1/16 pixel) for the round caps and the body alike
     p0 = (round((start[0] - x0) * 16), round((start[1] - y0) * 16))
     p1 = (round((end[0] - x0) * 16), round((end[1] - y0) * 16))
-    r = max(round(radius * 16), 8)
+    r = round(radius * 16)
     cv2.circle(view, p0, r, colour, -1, lineType=cv2.LINE_8, shift=shift)
     if p0 != p1:
         cv2.circle(view, p1, r, colour, -1, lineType=cv2.LINE_8, shift=shift)
         thickness = max(2 * round(radius), 1)
-        cv2.line(
-            view,
-            (p0[0] >> shift, p0[1] >> shift),
-            (p1[0] >> shift, p1[1] >> shift),
-            colour,
-            thickness=thickness,
-            lineType=cv2.LINE_8,
-        )
+        cv2.line(view, p0, p1, colour, thickness=thickness, lineType=cv2.LINE_8, shift=shift)
     return rect
 
 

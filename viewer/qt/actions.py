@@ -6,6 +6,7 @@ shortcut is never documented in one place and different in another.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
@@ -16,7 +17,18 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 
 
 def tr(text: str) -> str:
+    """A text of this module in the user's language (context "Actions").
+
+    lupdate files a bare module-level tr("...") under an empty context, not under "Actions",
+    so the literals here are marked with QT_TRANSLATE_NOOP("Actions", ...) for lupdate and
+    looked up through this function at run time.
+    """
     return QCoreApplication.translate("Actions", text)
+
+
+def QT_TRANSLATE_NOOP(context: str, text: str) -> str:
+    """Marks `text` for lupdate under `context`; returns it untranslated (Qt's is untyped)."""
+    return text
 
 
 @dataclass(frozen=True)
@@ -32,43 +44,156 @@ class Spec:
 
 
 SPECS: tuple[Spec, ...] = (
-    Spec("open_folder", "File", "Open folder…", "fa5s.folder-open", ("Ctrl+O",), toolbar=True),
-    Spec("open_files", "File", "Open photos…", "fa5s.images", ("Ctrl+Shift+O",)),
-    Spec("save", "File", "Save label", "fa5s.save", ("Ctrl+S",), toolbar=True),
-    Spec("preannotate", "File", "Pre-annotate folder", "fa5s.magic", ("Ctrl+P",)),
-    Spec("export_accepted", "File", "Export accepted labels…", "fa5s.file-export", ("Ctrl+E",)),
-    Spec("settings", "File", "Settings…", "fa5s.cog", ("Ctrl+,",)),
-    Spec("quit", "File", "Quit", "fa5s.power-off", ("Ctrl+Q",)),
-    Spec("undo", "Edit", "Undo", "fa5s.undo", ("Ctrl+Z",), toolbar=True),
-    Spec("redo", "Edit", "Redo", "fa5s.redo", ("Ctrl+Shift+Z", "Ctrl+Y"), toolbar=True),
-    Spec("reset", "Edit", "Reset to the model's suggestion", "fa5s.history", ("Ctrl+R",)),
     Spec(
-        "toggle_overlay", "View", "Show overlay", "fa5s.eye", ("O",), checkable=True, toolbar=True
+        "open_folder",
+        "File",
+        QT_TRANSLATE_NOOP("Actions", "Open folder…"),
+        "fa5s.folder-open",
+        ("Ctrl+O",),
+        toolbar=True,
     ),
-    Spec("outline", "View", "Outline only", "fa5.circle", ("Shift+O",), checkable=True),
-    Spec("threshold_up", "View", "Raise threshold", "fa5s.angle-up", ("Alt+Up",)),
-    Spec("threshold_down", "View", "Lower threshold", "fa5s.angle-down", ("Alt+Down",)),
-    Spec("preset_original", "View", "Original colours", "fa5s.image", ("Alt+1",), True, "preset"),
     Spec(
-        "preset_green", "View", "Red-free (green channel)", "fa5s.leaf", ("Alt+2",), True, "preset"
+        "open_files",
+        "File",
+        QT_TRANSLATE_NOOP("Actions", "Open photos…"),
+        "fa5s.images",
+        ("Ctrl+Shift+O",),
+    ),
+    Spec(
+        "save",
+        "File",
+        QT_TRANSLATE_NOOP("Actions", "Save label"),
+        "fa5s.save",
+        ("Ctrl+S",),
+        toolbar=True,
+    ),
+    Spec(
+        "preannotate",
+        "File",
+        QT_TRANSLATE_NOOP("Actions", "Pre-annotate folder"),
+        "fa5s.magic",
+        ("Ctrl+P",),
+    ),
+    Spec(
+        "export_accepted",
+        "File",
+        QT_TRANSLATE_NOOP("Actions", "Export accepted labels…"),
+        "fa5s.file-export",
+        ("Ctrl+E",),
+    ),
+    Spec("settings", "File", QT_TRANSLATE_NOOP("Actions", "Settings…"), "fa5s.cog", ("Ctrl+,",)),
+    Spec("quit", "File", QT_TRANSLATE_NOOP("Actions", "Quit"), "fa5s.power-off", ("Ctrl+Q",)),
+    Spec(
+        "undo", "Edit", QT_TRANSLATE_NOOP("Actions", "Undo"), "fa5s.undo", ("Ctrl+Z",), toolbar=True
+    ),
+    Spec(
+        "redo",
+        "Edit",
+        QT_TRANSLATE_NOOP("Actions", "Redo"),
+        "fa5s.redo",
+        ("Ctrl+Shift+Z", "Ctrl+Y"),
+        toolbar=True,
+    ),
+    Spec(
+        "reset",
+        "Edit",
+        QT_TRANSLATE_NOOP("Actions", "Reset to the model's suggestion"),
+        "fa5s.history",
+        ("Ctrl+R",),
+    ),
+    Spec(
+        "toggle_overlay",
+        "View",
+        QT_TRANSLATE_NOOP("Actions", "Show overlay"),
+        "fa5s.eye",
+        ("O",),
+        checkable=True,
+        toolbar=True,
+    ),
+    Spec(
+        "outline",
+        "View",
+        QT_TRANSLATE_NOOP("Actions", "Outline only"),
+        "fa5.circle",
+        ("Shift+O",),
+        checkable=True,
+    ),
+    Spec(
+        "threshold_up",
+        "View",
+        QT_TRANSLATE_NOOP("Actions", "Raise threshold"),
+        "fa5s.angle-up",
+        ("Alt+Up",),
+    ),
+    Spec(
+        "threshold_down",
+        "View",
+        QT_TRANSLATE_NOOP("Actions", "Lower threshold"),
+        "fa5s.angle-down",
+        ("Alt+Down",),
+    ),
+    Spec(
+        "preset_original",
+        "View",
+        QT_TRANSLATE_NOOP("Actions", "Original colours"),
+        "fa5s.image",
+        ("Alt+1",),
+        True,
+        "preset",
+    ),
+    Spec(
+        "preset_green",
+        "View",
+        QT_TRANSLATE_NOOP("Actions", "Red-free (green channel)"),
+        "fa5s.leaf",
+        ("Alt+2",),
+        True,
+        "preset",
     ),
     Spec(
         "preset_clahe",
         "View",
-        "Contrast enhanced (CLAHE)",
+        QT_TRANSLATE_NOOP("Actions", "Contrast enhanced (CLAHE)"),
         "fa5s.adjust",
         ("Alt+3",),
         True,
         "preset",
     ),
-    Spec("zoom_in", "View", "Zoom in", "fa5s.search-plus", ("+", "="), toolbar=True),
-    Spec("zoom_out", "View", "Zoom out", "fa5s.search-minus", ("-",), toolbar=True),
-    Spec("fit", "View", "Fit to window", "fa5s.expand", ("0",), toolbar=True),
-    Spec("actual_size", "View", "Actual size (100%)", "fa5s.compress", ("1",)),
+    Spec(
+        "zoom_in",
+        "View",
+        QT_TRANSLATE_NOOP("Actions", "Zoom in"),
+        "fa5s.search-plus",
+        ("+", "="),
+        toolbar=True,
+    ),
+    Spec(
+        "zoom_out",
+        "View",
+        QT_TRANSLATE_NOOP("Actions", "Zoom out"),
+        "fa5s.search-minus",
+        ("-",),
+        toolbar=True,
+    ),
+    Spec(
+        "fit",
+        "View",
+        QT_TRANSLATE_NOOP("Actions", "Fit to window"),
+        "fa5s.expand",
+        ("0",),
+        toolbar=True,
+    ),
+    Spec(
+        "actual_size",
+        "View",
+        QT_TRANSLATE_NOOP("Actions", "Actual size (100%)"),
+        "fa5s.compress",
+        ("1",),
+    ),
     Spec(
         "previous_photo",
         "View",
-        "Previous photo",
+        QT_TRANSLATE_NOOP("Actions", "Previous photo"),
         "fa5s.arrow-left",
         ("PgUp", "Ctrl+Left"),
         toolbar=True,
@@ -76,51 +201,181 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "next_photo",
         "View",
-        "Next photo",
+        QT_TRANSLATE_NOOP("Actions", "Next photo"),
         "fa5s.arrow-right",
         ("PgDown", "Ctrl+Right"),
         toolbar=True,
     ),
-    Spec("tool_pan", "Tools", "Pan", "fa5s.hand-paper", ("H",), True, "tool", True),
-    Spec("tool_brush", "Tools", "Brush", "fa5s.paint-brush", ("B",), True, "tool", True),
-    Spec("tool_eraser", "Tools", "Eraser", "fa5s.eraser", ("E",), True, "tool", True),
-    Spec("tool_fill", "Tools", "Fill region or hole", "fa5s.fill-drip", ("F",), True, "tool", True),
-    Spec("tool_lasso_add", "Tools", "Lasso: add", "fa5s.draw-polygon", ("L",), True, "tool", True),
     Spec(
-        "tool_lasso_remove", "Tools", "Lasso: remove", "fa5s.cut", ("Shift+L",), True, "tool", True
+        "tool_pan",
+        "Tools",
+        QT_TRANSLATE_NOOP("Actions", "Pan"),
+        "fa5s.hand-paper",
+        ("H",),
+        True,
+        "tool",
+        True,
     ),
-    Spec("brush_smaller", "Tools", "Smaller brush", "fa5s.minus-circle", ("[",)),
-    Spec("brush_larger", "Tools", "Larger brush", "fa5s.plus-circle", ("]",)),
-    Spec("next_lesion", "Review", "Next lesion", "fa5s.step-forward", ("N",)),
-    Spec("previous_lesion", "Review", "Previous lesion", "fa5s.step-backward", ("Shift+N",)),
-    Spec("accept_lesion", "Review", "Accept lesion", "fa5s.check", ("A",)),
-    Spec("reject_lesion", "Review", "Reject lesion", "fa5s.times", ("X",)),
-    Spec("status_in_review", "Review", "Mark in review", "fa5s.pen", ("Ctrl+1",)),
+    Spec(
+        "tool_brush",
+        "Tools",
+        QT_TRANSLATE_NOOP("Actions", "Brush"),
+        "fa5s.paint-brush",
+        ("B",),
+        True,
+        "tool",
+        True,
+    ),
+    Spec(
+        "tool_eraser",
+        "Tools",
+        QT_TRANSLATE_NOOP("Actions", "Eraser"),
+        "fa5s.eraser",
+        ("E",),
+        True,
+        "tool",
+        True,
+    ),
+    Spec(
+        "tool_fill",
+        "Tools",
+        QT_TRANSLATE_NOOP("Actions", "Fill region or hole"),
+        "fa5s.fill-drip",
+        ("F",),
+        True,
+        "tool",
+        True,
+    ),
+    Spec(
+        "tool_lasso_add",
+        "Tools",
+        QT_TRANSLATE_NOOP("Actions", "Lasso: add"),
+        "fa5s.draw-polygon",
+        ("L",),
+        True,
+        "tool",
+        True,
+    ),
+    Spec(
+        "tool_lasso_remove",
+        "Tools",
+        QT_TRANSLATE_NOOP("Actions", "Lasso: remove"),
+        "fa5s.cut",
+        ("Shift+L",),
+        True,
+        "tool",
+        True,
+    ),
+    Spec(
+        "brush_smaller",
+        "Tools",
+        QT_TRANSLATE_NOOP("Actions", "Smaller brush"),
+        "fa5s.minus-circle",
+        ("[",),
+    ),
+    Spec(
+        "brush_larger",
+        "Tools",
+        QT_TRANSLATE_NOOP("Actions", "Larger brush"),
+        "fa5s.plus-circle",
+        ("]",),
+    ),
+    Spec(
+        "next_lesion",
+        "Review",
+        QT_TRANSLATE_NOOP("Actions", "Next lesion"),
+        "fa5s.step-forward",
+        ("N",),
+    ),
+    Spec(
+        "previous_lesion",
+        "Review",
+        QT_TRANSLATE_NOOP("Actions", "Previous lesion"),
+        "fa5s.step-backward",
+        ("Shift+N",),
+    ),
+    Spec(
+        "accept_lesion",
+        "Review",
+        QT_TRANSLATE_NOOP("Actions", "Accept lesion"),
+        "fa5s.check",
+        ("A",),
+    ),
+    Spec(
+        "reject_lesion",
+        "Review",
+        QT_TRANSLATE_NOOP("Actions", "Reject lesion"),
+        "fa5s.times",
+        ("X",),
+    ),
+    Spec(
+        "status_in_review",
+        "Review",
+        QT_TRANSLATE_NOOP("Actions", "Mark in review"),
+        "fa5s.pen",
+        ("Ctrl+1",),
+    ),
     Spec(
         "status_accepted",
         "Review",
-        "Mark photo accepted",
+        QT_TRANSLATE_NOOP("Actions", "Mark photo accepted"),
         "fa5s.check-double",
         ("Ctrl+Return",),
         toolbar=True,
     ),
-    Spec("status_rejected", "Review", "Mark photo rejected", "fa5s.ban", ("Ctrl+Backspace",)),
-    Spec("shortcuts", "Help", "Keyboard shortcuts", "fa5s.keyboard", ("F1",)),
-    Spec("about", "Help", "About Hemaview", "fa5s.info-circle"),
+    Spec(
+        "status_rejected",
+        "Review",
+        QT_TRANSLATE_NOOP("Actions", "Mark photo rejected"),
+        "fa5s.ban",
+        ("Ctrl+Backspace",),
+    ),
+    Spec(
+        "shortcuts",
+        "Help",
+        QT_TRANSLATE_NOOP("Actions", "Keyboard shortcuts"),
+        "fa5s.keyboard",
+        ("F1",),
+    ),
+    Spec("about", "Help", QT_TRANSLATE_NOOP("Actions", "About Hemaview"), "fa5s.info-circle"),
 )
 
 MENUS = ("File", "Edit", "View", "Tools", "Review", "Help")
 
 
+MENU_TITLES = {
+    "File": QT_TRANSLATE_NOOP("Actions", "&File"),
+    "Edit": QT_TRANSLATE_NOOP("Actions", "&Edit"),
+    "View": QT_TRANSLATE_NOOP("Actions", "&View"),
+    "Tools": QT_TRANSLATE_NOOP("Actions", "&Tools"),
+    "Review": QT_TRANSLATE_NOOP("Actions", "&Review"),
+    "Help": QT_TRANSLATE_NOOP("Actions", "&Help"),
+}
+
+# The mouse gestures listed under the keyboard shortcuts: what it does, how.
+MOUSE = (
+    (
+        QT_TRANSLATE_NOOP("Actions", "Zoom around the pointer"),
+        QT_TRANSLATE_NOOP("Actions", "Mouse wheel"),
+    ),
+    (
+        QT_TRANSLATE_NOOP("Actions", "Brush size"),
+        QT_TRANSLATE_NOOP("Actions", "Ctrl + mouse wheel"),
+    ),
+    (
+        QT_TRANSLATE_NOOP("Actions", "Pan while another tool is active"),
+        QT_TRANSLATE_NOOP("Actions", "Space + drag, or middle button"),
+    ),
+)
+
+
 def menu_title(menu: str) -> str:
-    return {
-        "File": tr("&File"),
-        "Edit": tr("&Edit"),
-        "View": tr("&View"),
-        "Tools": tr("&Tools"),
-        "Review": tr("&Review"),
-        "Help": tr("&Help"),
-    }[menu]
+    return tr(MENU_TITLES[menu])
+
+
+def without_mnemonic(title: str) -> str:
+    """A menu title as plain text: "&File" -> "File", and the Korean "파일(&F)" -> "파일"."""
+    return re.sub(r"\(&[^)]\)", "", title).replace("&", "").strip()
 
 
 def native(shortcut: str) -> str:
@@ -162,7 +417,7 @@ def shortcut_sheet_html() -> str:
         if not specs:
             continue
         rows.append(
-            f"<tr><th colspan=2 align=left><br>{escape(menu_title(menu).replace('&', ''))}"
+            f"<tr><th colspan=2 align=left><br>{escape(without_mnemonic(menu_title(menu)))}"
             "</th></tr>"
         )
         for spec in specs:
@@ -171,11 +426,10 @@ def shortcut_sheet_html() -> str:
                 for s in spec.shortcuts
             )
             rows.append(f"<tr><td>{escape(tr(spec.text))}</td><td><b>{escape(keys)}</b></td></tr>")
-    extra = [
-        (tr("Zoom around the pointer"), tr("Mouse wheel")),
-        (tr("Brush size"), tr("Ctrl + mouse wheel")),
-        (tr("Pan while another tool is active"), tr("Space + drag, or middle button")),
+    mouse = QCoreApplication.translate("Actions", "Mouse")
+    rows.append(f"<tr><th colspan=2 align=left><br>{escape(mouse)}</th></tr>")
+    rows += [
+        f"<tr><td>{escape(tr(what))}</td><td><b>{escape(tr(how))}</b></td></tr>"
+        for what, how in MOUSE
     ]
-    rows.append(f"<tr><th colspan=2 align=left><br>{escape(tr('Mouse'))}</th></tr>")
-    rows += [f"<tr><td>{escape(a)}</td><td><b>{escape(b)}</b></td></tr>" for a, b in extra]
     return "<table cellspacing=4>" + "".join(rows) + "</table>"

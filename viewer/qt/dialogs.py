@@ -19,18 +19,20 @@ from viewer.model.autosave import AutosaveState
 from viewer.qt.actions import shortcut_sheet_html
 
 
-def tr(text: str) -> str:
-    return QCoreApplication.translate("Dialogs", text)
-
-
 def ask_save_changes(parent: QWidget, photo_name: str) -> str:
     """'save', 'discard' or 'cancel' for a photo with unsaved edits."""
     box = QMessageBox(parent)
     box.setIcon(QMessageBox.Icon.Question)
-    box.setWindowTitle(tr("Unsaved changes"))
-    box.setText(tr("Save your changes to {name}?").format(name=photo_name))
+    box.setWindowTitle(QCoreApplication.translate("Dialogs", "Unsaved changes"))
+    box.setText(
+        QCoreApplication.translate("Dialogs", "Save your changes to {name}?").format(
+            name=photo_name
+        )
+    )
     box.setInformativeText(
-        tr("They are autosaved until you decide, so nothing is lost on a crash.")
+        QCoreApplication.translate(
+            "Dialogs", "They are autosaved until you decide, so nothing is lost on a crash."
+        )
     )
     box.setStandardButtons(
         QMessageBox.StandardButton.Save
@@ -50,21 +52,29 @@ def ask_overwrite_conflict(
     parent: QWidget, photo_name: str, theirs: ProvenanceRecord | None
 ) -> bool:
     """The label changed on disk since it was opened: overwrite it anyway?"""
-    who = theirs.reviewer if theirs is not None and theirs.reviewer else tr("someone else")
+    who = (
+        theirs.reviewer
+        if theirs is not None and theirs.reviewer
+        else QCoreApplication.translate("Dialogs", "someone else")
+    )
     when = theirs.modified.strftime("%Y-%m-%d %H:%M") if theirs is not None else "?"
     box = QMessageBox(parent)
     box.setIcon(QMessageBox.Icon.Warning)
-    box.setWindowTitle(tr("Label changed on disk"))
+    box.setWindowTitle(QCoreApplication.translate("Dialogs", "Label changed on disk"))
     box.setText(
-        tr("The label of {name} was saved by {who} at {when} after you opened it.").format(
-            name=photo_name, who=who, when=when
-        )
+        QCoreApplication.translate(
+            "Dialogs", "The label of {name} was saved by {who} at {when} after you opened it."
+        ).format(name=photo_name, who=who, when=when)
     )
     box.setInformativeText(
-        tr("Overwrite their label with yours? Your edits stay open if you cancel.")
+        QCoreApplication.translate(
+            "Dialogs", "Overwrite their label with yours? Your edits stay open if you cancel."
+        )
     )
     box.setStandardButtons(QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Cancel)
-    box.button(QMessageBox.StandardButton.Save).setText(tr("Overwrite"))
+    box.button(QMessageBox.StandardButton.Save).setText(
+        QCoreApplication.translate("Dialogs", "Overwrite")
+    )
     box.setDefaultButton(QMessageBox.StandardButton.Cancel)
     return box.exec() == QMessageBox.StandardButton.Save
 
@@ -72,10 +82,14 @@ def ask_overwrite_conflict(
 def ask_restore_autosave(parent: QWidget, photo_name: str, state: AutosaveState) -> bool:
     box = QMessageBox(parent)
     box.setIcon(QMessageBox.Icon.Question)
-    box.setWindowTitle(tr("Recover unsaved edits"))
-    box.setText(tr("Hemaview closed without saving your edits to {name}.").format(name=photo_name))
+    box.setWindowTitle(QCoreApplication.translate("Dialogs", "Recover unsaved edits"))
+    box.setText(
+        QCoreApplication.translate(
+            "Dialogs", "Hemaview closed without saving your edits to {name}."
+        ).format(name=photo_name)
+    )
     box.setInformativeText(
-        tr("Restore the edits autosaved at {when}?").format(
+        QCoreApplication.translate("Dialogs", "Restore the edits autosaved at {when}?").format(
             when=state.saved_at.astimezone().strftime("%Y-%m-%d %H:%M")
         )
     )
@@ -87,19 +101,22 @@ def ask_restore_autosave(parent: QWidget, photo_name: str, state: AutosaveState)
 def ask_label_folder(parent: QWidget, problem: str, start: str = "") -> str | None:
     QMessageBox.information(
         parent,
-        tr("Choose a label folder"),
-        tr(
+        QCoreApplication.translate("Dialogs", "Choose a label folder"),
+        QCoreApplication.translate(
+            "Dialogs",
             "Labels cannot be saved beside these photos: {problem}\n\n"
-            "Choose a folder for the labels."
+            "Choose a folder for the labels.",
         ).format(problem=problem),
     )
-    folder = QFileDialog.getExistingDirectory(parent, tr("Label folder"), start)
+    folder = QFileDialog.getExistingDirectory(
+        parent, QCoreApplication.translate("Dialogs", "Label folder"), start
+    )
     return folder or None
 
 
 def show_shortcuts(parent: QWidget) -> None:
     dialog = QDialog(parent)
-    dialog.setWindowTitle(tr("Keyboard shortcuts"))
+    dialog.setWindowTitle(QCoreApplication.translate("Dialogs", "Keyboard shortcuts"))
     view = QTextBrowser(dialog)
     view.setHtml(shortcut_sheet_html())
     buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, parent=dialog)
@@ -114,11 +131,12 @@ def show_shortcuts(parent: QWidget) -> None:
 def show_about(parent: QWidget, model_text: str) -> None:
     QMessageBox.about(
         parent,
-        tr("About Hemaview"),
-        tr(
+        QCoreApplication.translate("Dialogs", "About Hemaview"),
+        QCoreApplication.translate(
+            "Dialogs",
             "<h3>Hemaview {version}</h3><p>Annotation assistance for haemorrhages in colour "
             "fundus photographs. It assists review; it does not diagnose.</p><p>{model}</p>"
             "<p>The shipped model and sample photos use the IDRiD dataset (c) Prasanna Porwal, "
-            "Samiksha Pachade and Manesh Kokare, CC BY 4.0; Porwal et al., Data 2018, 3(3):25.</p>"
+            "Samiksha Pachade and Manesh Kokare, CC BY 4.0; Porwal et al., Data 2018, 3(3):25.</p>",
         ).format(version=__version__, model=model_text),
     )

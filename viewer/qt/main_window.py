@@ -90,6 +90,10 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._wire()
         self._apply_settings()
+        self._state_timer = QTimer(self)
+        self._state_timer.setSingleShot(True)
+        self._state_timer.setInterval(150)
+        self._state_timer.timeout.connect(self._show_document_state)
         self._autosave_timer = QTimer(self)
         self._autosave_timer.timeout.connect(self._autosave)
         self._autosave_timer.start(self.settings.autosave_seconds * 1000)
@@ -435,7 +439,10 @@ class MainWindow(QMainWindow):
                 ),
                 5000,
             )
-        self._show_document_state()
+        # Lesions and change counts take tens of milliseconds on 12 MP: refresh them once
+        # the slider rests, so the overlay itself follows the slider frame by frame.
+        self.panel.set_threshold(doc.threshold)
+        self._state_timer.start()
 
     def nudge_threshold(self, delta: float) -> None:
         if self.current is not None:

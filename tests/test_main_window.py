@@ -1,0 +1,174 @@
+"""The whole window on the offscreen platform, with the real model and real photos."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import idrid_photo
+from PIL import Image
+from PySide6.QtCore import QStandardPaths
+
+from inference import Segmenter
+from inference.labels import load_label
+from viewer.qt.main_window import MainWindow
+from viewer.qt.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def private_user_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings, caches and autosaves of a test never touch the real user's folders."""
+    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
+        monkeypatch.setenv(name, str(tmp_path / "user" / name.lower()))
+    QStandardPaths.setTestModeEnabled(True)
+
+
+@pytest.fixture()
+def photo_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(idrid_photo(12), folder / "IDRiD_12.jpg")
+    shutil.copy(idrid_photo(13), folder / "IDRiD_13.jpg")
+    (folder / "broken.jpg").write_bytes(idrid_photo(14).read_bytes()[:5000])
+    return folder
+
+
+def open_window(qtbot, segmenter: Segmenter | None, folder: Path) -> MainWindow:  # type: ignore[no-untyped-def]
+    window = MainWindow(Settings(reviewer="dr.kim"), load_model=False)
+    qtbot.addWidget(window)
+    if segmenter is not None:
+        window.set_segmenter(segmenter)
+    window.resize(1400, 900)
+    window.show()
+    # the first photo in the list is broken.jpg: its load fails, which is fine here
+    with qtbot.waitSignal(window.loader.load_failed, timeout=120_000):
+        window.open_sources([str(folder)])
+    window.cancel_preannotation()
+    with qtbot.waitSignal(window.loader.loaded, timeout=120_000):
+        window.photos.set_current(folder / "IDRiD_12.jpg")
+    return window
+
+
+def test_open_folder_overlay_threshold_paint_undo_save_reload(
+    qtbot, segmenter: Segmenter, photo_folder: Path
+) -> None:  # type: ignore[no-untyped-def]
+    window = open_window(qtbot, segmenter, photo_folder)
+    assert window.current is not None
+    doc = window.current.document
+    assert doc.path.name == "IDRiD_12.jpg" and doc.has_model
+    names = [e.name for e in window.photos.library.entries]
+    assert names == ["broken.jpg", "IDRiD_12.jpg", "IDRiD_13.jpg"]
+
+    # the overlay toggles with one action and the mask is untouched by it
+    before = doc.mask.copy()
+    window.acts["toggle_overlay"].trigger()
+    assert not window.canvas.overlay_visible
+    window.acts["toggle_overlay"].trigger()
+    assert window.canvas.overlay_visible and np.array_equal(doc.mask, before)
+
+    # the threshold slider re-thresholds the stored map (no model run)
+    prob = doc.prediction.probability  # type: ignore[union-attr]
+    target = 0.99
+    window.panel.threshold.setValue(99)
+    assert doc.threshold == pytest.approx(target)
+    assert np.array_equal(doc.mask, prob >= target)
+
+    # a brush stroke through the document, undone and redone
+    window.canvas.set_tool("brush")
+    doc.begin_stroke()
+    doc.stroke_to(2000, 1400, 25, True)
+    doc.stroke_to(2100, 1400, 25, True)
+    window._edited(doc.end_stroke())
+    assert doc.mask[1400, 2050] and doc.dirty
+    window.acts["undo"].trigger()
+    assert np.array_equal(doc.mask[1300:1500, 1900:2200], (prob >= target)[1300:1500, 1900:2200])
+    window.acts["redo"].trigger()
+    assert doc.mask[1400, 2050]
+    edited = doc.mask.copy()
+
+    window.acts["status_accepted"].trigger()
+    assert window.save()
+    label_dir = photo_folder / "hemaview-labels"
+    loaded = load_label(label_dir, photo_folder / "IDRiD_12.jpg")
+    assert loaded is not None
+    mask, record = loaded
+    assert np.array_equal(mask, edited)  # bit-exact
+    assert record.status == "accepted" and record.reviewer == "dr.kim"
+    assert record.model is not None and record.model.sha256 == segmenter.model.sha256
+    assert record.changes is not None and record.changes.pixels_added > 0
+    assert not doc.dirty
+    window.close()
+
+    # reopening shows the saved label, not the model's suggestion
+    again = open_window(qtbot, segmenter, photo_folder)
+    assert again.current is not None
+    assert again.current.document.status == "accepted"
+    assert np.array_equal(again.current.document.mask, edited)
+    entry = again.photos.library.entry(photo_folder / "IDRiD_12.jpg")
+    assert entry is not None and entry.status == "accepted"
+    again.close()
+
+
+def test_unreadable_photo_gets_an_error_not_a_crash(
+    qtbot, segmenter: Segmenter, photo_folder: Path
+) -> None:  # type: ignore[no-untyped-def]
+    window = open_window(qtbot, segmenter, photo_folder)
+    with qtbot.waitSignal(window.loader.load_failed, timeout=60_000) as blocker:
+        window.open_photo(str(photo_folder / "broken.jpg"))
+    assert "truncated" in blocker.args[1] or "damaged" in blocker.args[1]
+    entry = window.photos.library.entry(photo_folder / "broken.jpg")
+    assert entry is not None and entry.has_error
+    assert window.current is None
+    window.close()
+
+
+def test_a_missing_model_leaves_a_working_viewer(qtbot, photo_folder: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    window = MainWindow(Settings(), model_path=str(tmp_path / "missing.onnx"))
+    qtbot.addWidget(window)
+    with qtbot.waitSignal(window.tasks.error, timeout=30_000):
+        pass
+    assert window.segmenter is None
+    assert "model" in window.model_label.text().lower()
+    assert "not found" in window.model_label.toolTip()
+    with qtbot.waitSignal(window.loader.load_failed, timeout=60_000):
+        window.open_sources([str(photo_folder)])  # broken.jpg comes first
+    with qtbot.waitSignal(window.loader.loaded, timeout=60_000):
+        window.photos.set_current(photo_folder / "IDRiD_13.jpg")
+    assert window.current is not None and not window.current.document.has_model
+    assert "no model" in (window.current.prediction_error or "")
+    window.close()
+
+
+def test_screenshot_command_renders_the_window_with_the_overlay(
+    model_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "shot.png"
+    env = {"HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "viewer",
+            "--screenshot",
+            str(out),
+            str(idrid_photo(3)),
+            "--model",
+            str(model_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    image = np.asarray(Image.open(out).convert("RGB"))
+    assert image.shape[0] >= 800 and image.shape[1] >= 1200
+    # the fundus is on screen: a large reddish area in the middle of the window
+    centre = image[
+        image.shape[0] // 3 : 2 * image.shape[0] // 3, image.shape[1] // 3 : 2 * image.shape[1] // 3
+    ]
+    assert (centre[:, :, 0].astype(int) - centre[:, :, 2]).mean() > 30

@@ -1,0 +1,703 @@
+<?xml version="1.0" encoding="utf-8"?>
+<!DOCTYPE TS>
+<TS version="2.1" language="ko_KR">
+<context>
+    <name>Actions</name>
+    <message>
+        <source>Open folder…</source>
+        <translation>폴더 열기…</translation>
+    </message>
+    <message>
+        <source>Open photos…</source>
+        <translation>사진 열기…</translation>
+    </message>
+    <message>
+        <source>Save label</source>
+        <translation>레이블 저장</translation>
+    </message>
+    <message>
+        <source>Pre-annotate folder</source>
+        <translation>폴더 사전 주석</translation>
+    </message>
+    <message>
+        <source>Export accepted labels…</source>
+        <translation>승인된 레이블 내보내기…</translation>
+    </message>
+    <message>
+        <source>Settings…</source>
+        <translation>설정…</translation>
+    </message>
+    <message>
+        <source>Quit</source>
+        <translation>종료</translation>
+    </message>
+    <message>
+        <source>Undo</source>
+        <translation>실행 취소</translation>
+    </message>
+    <message>
+        <source>Redo</source>
+        <translation>다시 실행</translation>
+    </message>
+    <message>
+        <source>Reset to the model&apos;s suggestion</source>
+        <translation>모델 제안으로 되돌리기</translation>
+    </message>
+    <message>
+        <source>Show overlay</source>
+        <translation>오버레이 표시</translation>
+    </message>
+    <message>
+        <source>Outline only</source>
+        <translation>윤곽선만 표시</translation>
+    </message>
+    <message>
+        <source>Raise threshold</source>
+        <translation>임계값 올리기</translation>
+    </message>
+    <message>
+        <source>Lower threshold</source>
+        <translation>임계값 내리기</translation>
+    </message>
+    <message>
+        <source>Original colours</source>
+        <translation>원본 색상</translation>
+    </message>
+    <message>
+        <source>Red-free (green channel)</source>
+        <translation>무적색 (녹색 채널)</translation>
+    </message>
+    <message>
+        <source>Contrast enhanced (CLAHE)</source>
+        <translation>대비 강조 (CLAHE)</translation>
+    </message>
+    <message>
+        <source>Zoom in</source>
+        <translation>확대</translation>
+    </message>
+    <message>
+        <source>Zoom out</source>
+        <translation>축소</translation>
+    </message>
+    <message>
+        <source>Fit to window</source>
+        <translation>창에 맞추기</translation>
+    </message>
+    <message>
+        <source>Actual size (100%)</source>
+        <translation>실제 크기 (100%)</translation>
+    </message>
+    <message>
+        <source>Previous photo</source>
+        <translation>이전 사진</translation>
+    </message>
+    <message>
+        <source>Next photo</source>
+        <translation>다음 사진</translation>
+    </message>
+    <message>
+        <source>Pan</source>
+        <translation>이동</translation>
+    </message>
+    <message>
+        <source>Brush</source>
+        <translation>브러시</translation>
+    </message>
+    <message>
+        <source>Eraser</source>
+        <translation>지우개</translation>
+    </message>
+    <message>
+        <source>Fill region or hole</source>
+        <translation>영역 또는 구멍 채우기</translation>
+    </message>
+    <message>
+        <source>Lasso: add</source>
+        <translation>올가미: 추가</translation>
+    </message>
+    <message>
+        <source>Lasso: remove</source>
+        <translation>올가미: 제거</translation>
+    </message>
+    <message>
+        <source>Smaller brush</source>
+        <translation>브러시 작게</translation>
+    </message>
+    <message>
+        <source>Larger brush</source>
+        <translation>브러시 크게</translation>
+    </message>
+    <message>
+        <source>Next lesion</source>
+        <translation>다음 병변</translation>
+    </message>
+    <message>
+        <source>Previous lesion</source>
+        <translation>이전 병변</translation>
+    </message>
+    <message>
+        <source>Accept lesion</source>
+        <translation>병변 승인</translation>
+    </message>
+    <message>
+        <source>Reject lesion</source>
+        <translation>병변 거부</translation>
+    </message>
+    <message>
+        <source>Mark in review</source>
+        <translation>검토 중으로 표시</translation>
+    </message>
+    <message>
+        <source>Mark photo accepted</source>
+        <translation>사진을 승인됨으로 표시</translation>
+    </message>
+    <message>
+        <source>Mark photo rejected</source>
+        <translation>사진을 거부됨으로 표시</translation>
+    </message>
+    <message>
+        <source>Keyboard shortcuts</source>
+        <translation>단축키</translation>
+    </message>
+    <message>
+        <source>About Hemaview</source>
+        <translation>Hemaview 정보</translation>
+    </message>
+    <message>
+        <source>&amp;File</source>
+        <translation>파일(&amp;F)</translation>
+    </message>
+    <message>
+        <source>&amp;Edit</source>
+        <translation>편집(&amp;E)</translation>
+    </message>
+    <message>
+        <source>&amp;View</source>
+        <translation>보기(&amp;V)</translation>
+    </message>
+    <message>
+        <source>&amp;Tools</source>
+        <translation>도구(&amp;T)</translation>
+    </message>
+    <message>
+        <source>&amp;Review</source>
+        <translation>검토(&amp;R)</translation>
+    </message>
+    <message>
+        <source>&amp;Help</source>
+        <translation>도움말(&amp;H)</translation>
+    </message>
+    <message>
+        <source>Zoom around the pointer</source>
+        <translation>포인터 위치를 중심으로 확대/축소</translation>
+    </message>
+    <message>
+        <source>Mouse wheel</source>
+        <translation>마우스 휠</translation>
+    </message>
+    <message>
+        <source>Brush size</source>
+        <translation>브러시 크기</translation>
+    </message>
+    <message>
+        <source>Ctrl + mouse wheel</source>
+        <translation>Ctrl + 마우스 휠</translation>
+    </message>
+    <message>
+        <source>Pan while another tool is active</source>
+        <translation>다른 도구 사용 중 화면 이동</translation>
+    </message>
+    <message>
+        <source>Space + drag, or middle button</source>
+        <translation>Space + 드래그 또는 가운데 버튼</translation>
+    </message>
+    <message>
+        <source>Mouse</source>
+        <translation>마우스</translation>
+    </message>
+</context>
+<context>
+    <name>Dialogs</name>
+    <message>
+        <source>Unsaved changes</source>
+        <translation>저장하지 않은 변경 내용</translation>
+    </message>
+    <message>
+        <source>Save your changes to {name}?</source>
+        <translation>{name}의 변경 내용을 저장하시겠습니까?</translation>
+    </message>
+    <message>
+        <source>They are autosaved until you decide, so nothing is lost on a crash.</source>
+        <translation>결정하실 때까지 자동 저장되므로 프로그램이 비정상 종료되어도 내용이 손실되지 않습니다.</translation>
+    </message>
+    <message>
+        <source>someone else</source>
+        <translation>다른 사용자</translation>
+    </message>
+    <message>
+        <source>Label changed on disk</source>
+        <translation>디스크의 레이블이 변경됨</translation>
+    </message>
+    <message>
+        <source>The label of {name} was saved by {who} at {when} after you opened it.</source>
+        <translation>{name}의 레이블을 연 뒤에 다른 곳에서 저장되었습니다 (저장한 사람: {who}, 시각: {when}).</translation>
+    </message>
+    <message>
+        <source>Overwrite their label with yours? Your edits stay open if you cancel.</source>
+        <translation>저장된 레이블을 내 레이블로 덮어쓰시겠습니까? 취소하면 편집 내용은 그대로 열려 있습니다.</translation>
+    </message>
+    <message>
+        <source>Overwrite</source>
+        <translation>덮어쓰기</translation>
+    </message>
+    <message>
+        <source>Recover unsaved edits</source>
+        <translation>저장하지 않은 편집 내용 복구</translation>
+    </message>
+    <message>
+        <source>Hemaview closed without saving your edits to {name}.</source>
+        <translation>Hemaview가 {name}의 편집 내용을 저장하지 않은 채 종료되었습니다.</translation>
+    </message>
+    <message>
+        <source>Restore the edits autosaved at {when}?</source>
+        <translation>{when}에 자동 저장된 편집 내용을 복원하시겠습니까?</translation>
+    </message>
+    <message>
+        <source>Choose a label folder</source>
+        <translation>레이블 폴더 선택</translation>
+    </message>
+    <message>
+        <source>Labels cannot be saved beside these photos: {problem}
+
+Choose a folder for the labels.</source>
+        <translation>이 사진들과 같은 위치에 레이블을 저장할 수 없습니다: {problem}
+
+레이블을 저장할 폴더를 선택하십시오.</translation>
+    </message>
+    <message>
+        <source>Label folder</source>
+        <translation>레이블 폴더</translation>
+    </message>
+    <message>
+        <source>Keyboard shortcuts</source>
+        <translation>단축키</translation>
+    </message>
+    <message>
+        <source>About Hemaview</source>
+        <translation>Hemaview 정보</translation>
+    </message>
+    <message>
+        <source>&lt;h3&gt;Hemaview {version}&lt;/h3&gt;&lt;p&gt;Annotation assistance for haemorrhages in colour fundus photographs. It assists review; it does not diagnose.&lt;/p&gt;&lt;p&gt;{model}&lt;/p&gt;&lt;p&gt;The shipped model and sample photos use the IDRiD dataset (c) Prasanna Porwal, Samiksha Pachade and Manesh Kokare, CC BY 4.0; Porwal et al., Data 2018, 3(3):25.&lt;/p&gt;</source>
+        <translation>&lt;h3&gt;Hemaview {version}&lt;/h3&gt;&lt;p&gt;컬러 안저 사진의 출혈 주석 작업을 보조합니다. 검토를 돕는 도구이며 진단을 내리지 않습니다.&lt;/p&gt;&lt;p&gt;{model}&lt;/p&gt;&lt;p&gt;기본 제공 모델과 예제 사진은 IDRiD 데이터셋을 사용합니다: (c) Prasanna Porwal, Samiksha Pachade, Manesh Kokare, CC BY 4.0; Porwal et al., Data 2018, 3(3):25.&lt;/p&gt;</translation>
+    </message>
+</context>
+<context>
+    <name>ImageCanvas</name>
+    <message>
+        <source>Nothing to fill here: click inside a hole or a lesion</source>
+        <translation>채울 영역이 없습니다: 구멍이나 병변 안쪽을 클릭하십시오</translation>
+    </message>
+</context>
+<context>
+    <name>LesionList</name>
+    <message>
+        <source>Area (px)</source>
+        <translation>면적 (px)</translation>
+    </message>
+    <message>
+        <source>Max p</source>
+        <translation>최대 확률</translation>
+    </message>
+    <message>
+        <source>Decision</source>
+        <translation>판정</translation>
+    </message>
+    <message>
+        <source>accepted</source>
+        <translation>승인됨</translation>
+    </message>
+    <message>
+        <source>rejected</source>
+        <translation>거부됨</translation>
+    </message>
+    <message>
+        <source>to review</source>
+        <translation>검토 대기</translation>
+    </message>
+</context>
+<context>
+    <name>MainWindow</name>
+    <message>
+        <source>Photos</source>
+        <translation>사진</translation>
+    </message>
+    <message>
+        <source>Review</source>
+        <translation>검토</translation>
+    </message>
+    <message>
+        <source>Loading the model…</source>
+        <translation>모델을 불러오는 중…</translation>
+    </message>
+    <message>
+        <source>Pre-annotating %v/%m</source>
+        <translation>사전 주석 중 %v/%m</translation>
+    </message>
+    <message>
+        <source>Cancel</source>
+        <translation>취소</translation>
+    </message>
+    <message>
+        <source>Tools</source>
+        <translation>도구</translation>
+    </message>
+    <message>
+        <source>Recent folders</source>
+        <translation>최근 폴더</translation>
+    </message>
+    <message>
+        <source>GPU</source>
+        <translation>GPU</translation>
+    </message>
+    <message>
+        <source>CPU</source>
+        <translation>CPU</translation>
+    </message>
+    <message>
+        <source>remote server</source>
+        <translation>원격 서버</translation>
+    </message>
+    <message>
+        <source>Model on {where}</source>
+        <translation>모델 실행 위치: {where}</translation>
+    </message>
+    <message>
+        <source>No model: photos are shown without overlay</source>
+        <translation>모델 없음: 사진을 오버레이 없이 표시합니다</translation>
+    </message>
+    <message>
+        <source>The model cannot be used: {reason}</source>
+        <translation>모델을 사용할 수 없습니다: {reason}</translation>
+    </message>
+    <message>
+        <source>Open a folder of photos</source>
+        <translation>사진 폴더 열기</translation>
+    </message>
+    <message>
+        <source>Open photos</source>
+        <translation>사진 열기</translation>
+    </message>
+    <message>
+        <source>Photos (*.jpg *.jpeg *.png *.tif *.tiff *.bmp *.dcm)</source>
+        <translation>사진 (*.jpg *.jpeg *.png *.tif *.tiff *.bmp *.dcm)</translation>
+    </message>
+    <message>
+        <source>Opening {name}…</source>
+        <translation>{name} 여는 중…</translation>
+    </message>
+    <message>
+        <source>{name}: {problem}</source>
+        <translation>{name}: {problem}</translation>
+    </message>
+    <message>
+        <source>The threshold moves the model&apos;s suggestion; your edited mask stays (Reset applies it).</source>
+        <translation>임계값은 모델 제안에만 적용되며 편집한 마스크는 그대로 유지됩니다 (‘모델 제안으로 되돌리기’를 하면 적용됩니다).</translation>
+    </message>
+    <message>
+        <source>Not saved</source>
+        <translation>저장되지 않음</translation>
+    </message>
+    <message>
+        <source>Saved the label of {name}</source>
+        <translation>{name}의 레이블을 저장했습니다</translation>
+    </message>
+    <message>
+        <source>Export accepted labels to</source>
+        <translation>승인된 레이블을 내보낼 폴더</translation>
+    </message>
+    <message>
+        <source>{n} accepted labels exported to {folder}.</source>
+        <translation>승인된 레이블 {n}개를 {folder}에 내보냈습니다.</translation>
+    </message>
+    <message>
+        <source>Export accepted labels</source>
+        <translation>승인된 레이블 내보내기</translation>
+    </message>
+</context>
+<context>
+    <name>PhotoItemDelegate</name>
+    <message>
+        <source>To do</source>
+        <translation>미검토</translation>
+    </message>
+    <message>
+        <source>In review</source>
+        <translation>검토 중</translation>
+    </message>
+    <message>
+        <source>Accepted</source>
+        <translation>승인됨</translation>
+    </message>
+    <message>
+        <source>Rejected</source>
+        <translation>거부됨</translation>
+    </message>
+    <message>
+        <source>Unreadable</source>
+        <translation>읽을 수 없음</translation>
+    </message>
+    <message>
+        <source>No overlay: {0}</source>
+        <translation>오버레이 없음: {0}</translation>
+    </message>
+    <message>
+        <source>Predicting…</source>
+        <translation>예측 중…</translation>
+    </message>
+    <message>
+        <source>Waiting for the model</source>
+        <translation>모델 대기 중</translation>
+    </message>
+    <message>
+        <source>1 lesion</source>
+        <translation>병변 1개</translation>
+    </message>
+    <message>
+        <source>{0} lesions</source>
+        <translation>병변 {0}개</translation>
+    </message>
+    <message>
+        <source>{0:.1%} unsure</source>
+        <translation>불확실 {0:.1%}</translation>
+    </message>
+</context>
+<context>
+    <name>PhotoListModel</name>
+    <message>
+        <source>The saved label cannot be used: {0}</source>
+        <extracomment>Thumbnail box in device-independent pixels; images are made at twice that for high DPI.</extracomment>
+        <translation>저장된 레이블을 사용할 수 없습니다: {0}</translation>
+    </message>
+</context>
+<context>
+    <name>PhotoListWidget</name>
+    <message>
+        <source>Next photo</source>
+        <translation>다음 사진</translation>
+    </message>
+    <message>
+        <source>Previous photo</source>
+        <translation>이전 사진</translation>
+    </message>
+    <message>
+        <source>All photos</source>
+        <translation>모든 사진</translation>
+    </message>
+    <message>
+        <source>To do</source>
+        <translation>미검토</translation>
+    </message>
+    <message>
+        <source>In review</source>
+        <translation>검토 중</translation>
+    </message>
+    <message>
+        <source>Accepted</source>
+        <translation>승인됨</translation>
+    </message>
+    <message>
+        <source>Rejected</source>
+        <translation>거부됨</translation>
+    </message>
+    <message>
+        <source>Unreadable or failed</source>
+        <translation>읽기 불가 또는 실패</translation>
+    </message>
+    <message>
+        <source>Sort by name</source>
+        <translation>이름순 정렬</translation>
+    </message>
+    <message>
+        <source>Most lesions first</source>
+        <translation>병변 많은 순</translation>
+    </message>
+    <message>
+        <source>Most uncertain first</source>
+        <translation>불확실성 높은 순</translation>
+    </message>
+    <message>
+        <source>1 photo</source>
+        <translation>사진 1장</translation>
+    </message>
+    <message>
+        <source>{0} photos</source>
+        <translation>사진 {0}장</translation>
+    </message>
+    <message>
+        <source>{0} of {1} photos</source>
+        <translation>사진 {1}장 중 {0}장</translation>
+    </message>
+</context>
+<context>
+    <name>ReviewPanel</name>
+    <message>
+        <source>Show overlay</source>
+        <translation>오버레이 표시</translation>
+    </message>
+    <message>
+        <source>Outline only</source>
+        <translation>윤곽선만 표시</translation>
+    </message>
+    <message>
+        <source>Original colours</source>
+        <translation>원본 색상</translation>
+    </message>
+    <message>
+        <source>Red-free (green)</source>
+        <translation>무적색 (녹색)</translation>
+    </message>
+    <message>
+        <source>Contrast enhanced (CLAHE)</source>
+        <translation>대비 강조 (CLAHE)</translation>
+    </message>
+    <message>
+        <source>Overlay</source>
+        <translation>오버레이</translation>
+    </message>
+    <message>
+        <source>Opacity</source>
+        <translation>불투명도</translation>
+    </message>
+    <message>
+        <source>Threshold</source>
+        <translation>임계값</translation>
+    </message>
+    <message>
+        <source>Display</source>
+        <translation>표시 방식</translation>
+    </message>
+    <message>
+        <source>Review</source>
+        <translation>검토</translation>
+    </message>
+    <message>
+        <source>To do</source>
+        <translation>미검토</translation>
+    </message>
+    <message>
+        <source>In review</source>
+        <translation>검토 중</translation>
+    </message>
+    <message>
+        <source>Accepted</source>
+        <translation>승인됨</translation>
+    </message>
+    <message>
+        <source>Rejected</source>
+        <translation>거부됨</translation>
+    </message>
+    <message>
+        <source>Suggested lesions</source>
+        <translation>제안된 병변</translation>
+    </message>
+    <message>
+        <source>No model suggestion for this photo.</source>
+        <translation>이 사진에 대한 모델 제안이 없습니다.</translation>
+    </message>
+    <message>
+        <source>Against the suggestion: {added} px added, {removed} px removed, Dice {dice}</source>
+        <translation>제안 대비: {added} px 추가, {removed} px 제거, Dice {dice}</translation>
+    </message>
+</context>
+<context>
+    <name>SettingsDialog</name>
+    <message>
+        <source>Settings</source>
+        <translation>설정</translation>
+    </message>
+    <message>
+        <source>Name recorded in saved labels</source>
+        <translation>저장된 레이블에 기록되는 이름</translation>
+    </message>
+    <message>
+        <source>System language</source>
+        <translation>시스템 언어</translation>
+    </message>
+    <message>
+        <source>Filled (otherwise outline only)</source>
+        <translation>채우기 (끄면 윤곽선만 표시)</translation>
+    </message>
+    <message>
+        <source>A hemaview-labels folder beside the photos</source>
+        <translation>사진과 같은 위치의 hemaview-labels 폴더</translation>
+    </message>
+    <message>
+        <source>Browse…</source>
+        <translation>찾아보기…</translation>
+    </message>
+    <message>
+        <source> s</source>
+        <translation> 초</translation>
+    </message>
+    <message>
+        <source>host:port of a Triton server (empty: this computer only)</source>
+        <translation>Triton 서버의 host:port (비워 두면 이 컴퓨터에서만 실행)</translation>
+    </message>
+    <message>
+        <source> s per 10 photos</source>
+        <translation> 초 (사진 10장당)</translation>
+    </message>
+    <message>
+        <source>Use TLS</source>
+        <translation>TLS 사용</translation>
+    </message>
+    <message>
+        <source>Review</source>
+        <translation>검토</translation>
+    </message>
+    <message>
+        <source>Reviewer</source>
+        <translation>검토자</translation>
+    </message>
+    <message>
+        <source>Language</source>
+        <translation>언어</translation>
+    </message>
+    <message>
+        <source>Label folder</source>
+        <translation>레이블 폴더</translation>
+    </message>
+    <message>
+        <source>Autosave every</source>
+        <translation>자동 저장 간격</translation>
+    </message>
+    <message>
+        <source>Overlay</source>
+        <translation>오버레이</translation>
+    </message>
+    <message>
+        <source>Colour</source>
+        <translation>색상</translation>
+    </message>
+    <message>
+        <source>Opacity</source>
+        <translation>불투명도</translation>
+    </message>
+    <message>
+        <source>Remote inference server</source>
+        <translation>원격 추론 서버</translation>
+    </message>
+    <message>
+        <source>Address</source>
+        <translation>주소</translation>
+    </message>
+    <message>
+        <source>Local time budget</source>
+        <translation>로컬 처리 시간 한도</translation>
+    </message>
+    <message>
+        <source>Overlay colour</source>
+        <translation>오버레이 색상</translation>
+    </message>
+</context>
+</TS>

@@ -336,6 +336,10 @@ Choose a folder for the labels.</source>
         <translation>검토</translation>
     </message>
     <message>
+        <source>No model loaded</source>
+        <translation>불러온 모델 없음</translation>
+    </message>
+    <message>
         <source>Loading the model…</source>
         <translation>모델을 불러오는 중…</translation>
     </message>

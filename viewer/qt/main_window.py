@@ -100,6 +100,8 @@ class MainWindow(QMainWindow):
         self._show_document_state()
         if load_model:
             self.tasks.submit(Segmenter.open, model_path)
+        else:
+            self.model_label.setText(self.tr("No model loaded"))
 
     # -- composition ---------------------------------------------------------------------
 

@@ -68,9 +68,20 @@ def pool(cache_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 def small_config(out_dir: Path, cache_dir: Path, **changes: object) -> PretrainConfig:
     config = PretrainConfig(
-        data_dir=str(UNLABELED), out_dir=str(out_dir), cache_dir=str(cache_dir),
-        working_size=WORKING, crop_size=CROP, batch_size=4, queue_size=12, epochs=1, repeats=2,
-        max_photos=4, workers=2, device="cpu", log_every=1, seed=0,
+        data_dir=str(UNLABELED),
+        out_dir=str(out_dir),
+        cache_dir=str(cache_dir),
+        working_size=WORKING,
+        crop_size=CROP,
+        batch_size=4,
+        queue_size=12,
+        epochs=1,
+        repeats=2,
+        max_photos=4,
+        workers=2,
+        device="cpu",
+        log_every=1,
+        seed=0,
     )
     return replace(config, **changes)  # type: ignore[arg-type]
 
@@ -107,10 +118,10 @@ def test_moco_steps_move_queue_and_key_encoder_by_the_rules(pool):
 
         # The pointer advanced by the batch and the oldest keys were replaced by these keys.
         assert int(model.queue_ptr) == (ptr + n) % 8
-        assert torch.equal(model.queue[:, ptr:ptr + n], out.keys.T)
-        assert not torch.equal(model.queue[:, ptr:ptr + n], queue_before[:, ptr:ptr + n])
+        assert torch.equal(model.queue[:, ptr : ptr + n], out.keys.T)
+        assert not torch.equal(model.queue[:, ptr : ptr + n], queue_before[:, ptr : ptr + n])
         kept = torch.ones(8, dtype=torch.bool)
-        kept[ptr:ptr + n] = False
+        kept[ptr : ptr + n] = False
         assert torch.equal(model.queue[:, kept], queue_before[:, kept])
         torch.testing.assert_close(out.keys.norm(dim=1), torch.ones(n))
         assert out.logits.shape == (n, 1 + 8) and out.labels.tolist() == [0] * n
@@ -230,15 +241,50 @@ def test_two_process_gloo_run_writes_the_encoder(tmp_path: Path, cache_dir: Path
         port = s.getsockname()[1]
     out = tmp_path / "ddp"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-        "--master-addr", "127.0.0.1", "--master-port", str(port),
-        "-m", "training.pretrain", "--data-dir", str(UNLABELED), "--out-dir", str(out),
-        "--cache-dir", str(cache_dir), "--working-size", str(WORKING), "--crop-size", str(CROP),
-        "--batch-size", "4", "--queue-size", "8", "--epochs", "1", "--repeats", "2",
-        "--max-photos", "4", "--workers", "1", "--device", "cpu", "--log-every", "1",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(port),
+        "-m",
+        "training.pretrain",
+        "--data-dir",
+        str(UNLABELED),
+        "--out-dir",
+        str(out),
+        "--cache-dir",
+        str(cache_dir),
+        "--working-size",
+        str(WORKING),
+        "--crop-size",
+        str(CROP),
+        "--batch-size",
+        "4",
+        "--queue-size",
+        "8",
+        "--epochs",
+        "1",
+        "--repeats",
+        "2",
+        "--max-photos",
+        "4",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+        "--log-every",
+        "1",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo",
-           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "GLOO_SOCKET_IFNAME": "lo",
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "over 2 process(es)" in done.stdout

@@ -427,6 +427,18 @@ Choose a folder for the labels.</source>
         <source>Export accepted labels</source>
         <translation>승인된 레이블 내보내기</translation>
     </message>
+    <message>
+        <source>Server address not usable</source>
+        <translation>서버 주소를 사용할 수 없음</translation>
+    </message>
+    <message>
+        <source>Server ready</source>
+        <translation>서버 준비됨</translation>
+    </message>
+    <message>
+        <source>Server unavailable</source>
+        <translation>서버 사용 불가</translation>
+    </message>
 </context>
 <context>
     <name>PhotoItemDelegate</name>

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from inference import HemaviewError, Segmenter
+from inference.dispatch import Dispatcher, RemoteConfig, remote_health
 from viewer.model.autosave import Autosaver
 from viewer.model.library import PhotoLibrary
 from viewer.model.pred_cache import PredictionCache, PredictionSummary
@@ -70,6 +71,7 @@ class MainWindow(QMainWindow):
         )
         self.loader = PhotoLoader(self.session, predict_if_missing=True, parent=self)
         self.tasks = TaskRunner(self)
+        self.health = TaskRunner(self)  # remote server checks, apart from model loading
 
         self.canvas = ImageCanvas(self)
         self.setCentralWidget(self.canvas)
@@ -94,6 +96,9 @@ class MainWindow(QMainWindow):
         self._state_timer.setSingleShot(True)
         self._state_timer.setInterval(150)
         self._state_timer.timeout.connect(self._show_document_state)
+        self._health_timer = QTimer(self)
+        self._health_timer.timeout.connect(self.check_remote)
+        self._health_timer.start(30_000)
         self._autosave_timer = QTimer(self)
         self._autosave_timer.timeout.connect(self._autosave)
         self._autosave_timer.start(self.settings.autosave_seconds * 1000)
@@ -133,6 +138,9 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
         bar.addPermanentWidget(self.model_label)
+        self.remote_label = QLabel()
+        self.remote_label.hide()
+        bar.addPermanentWidget(self.remote_label)
 
     def _build_menus(self) -> None:
         menus = {name: self.menuBar().addMenu(menu_title(name)) for name in MENUS}
@@ -204,6 +212,8 @@ class MainWindow(QMainWindow):
         self.loader.load_failed.connect(self._on_load_failed)
         self.tasks.done.connect(lambda _token, value: self._on_model(value))
         self.tasks.error.connect(lambda _token, message: self._on_model_error(message))
+        self.health.done.connect(lambda _token, value: self._show_health(value))
+        self.health.error.connect(lambda _token, message: self._show_health((False, message)))
         self.canvas.mask_edited.connect(lambda rect: self._edited(rect, repaint=False))
         self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
         self.canvas.cursor_moved.connect(self._show_cursor)
@@ -258,6 +268,7 @@ class MainWindow(QMainWindow):
         )
         if segmenter.device != "cuda":
             self.statusBar().showMessage(segmenter.device_reason, 10000)
+        self.check_remote()
         if self.photos.library.entries:
             self.start_preannotation()
             if self.current is not None and not self.current.document.has_model:
@@ -550,7 +561,9 @@ class MainWindow(QMainWindow):
         library = self.photos.library
         current = library.index_of(self.current.document.path) if self.current is not None else 0
         paths = [library.entries[i].path for i in library.order_by_distance(current)]
-        job = PreannotationJob(self.segmenter, self.cache, paths, parent=self)
+        job = PreannotationJob(
+            self.segmenter, self.cache, paths, dispatcher=self._dispatcher(), parent=self
+        )
         job.progress.connect(self._preannotation_progress)
         job.result.connect(self._preannotated)
         job.failed.connect(self._preannotation_failed)
@@ -561,6 +574,43 @@ class MainWindow(QMainWindow):
         self.progress.show()
         self.cancel_button.show()
         job.start()
+
+    def _remote(self) -> RemoteConfig | None:
+        address = self.settings.remote_address
+        if not address:
+            return None
+        try:
+            return RemoteConfig.parse(address, tls=self.settings.remote_tls)
+        except (ValueError, HemaviewError) as exc:
+            self.remote_label.setText(self.tr("Server address not usable"))
+            self.remote_label.setToolTip(str(exc))
+            return None
+
+    def _dispatcher(self) -> Dispatcher | None:
+        """Local first; photos beyond the time budget go to the configured server."""
+        remote = self._remote()
+        if remote is None or self.segmenter is None:
+            return None
+        budget = self.settings.remote_budget_s
+        if budget <= 0:
+            return Dispatcher(self.segmenter, remote, budget_s=0)
+        return Dispatcher(self.segmenter, remote, photos_per_second=10.0 / budget)
+
+    def check_remote(self) -> None:
+        """The server's health, for the status bar (asked off the GUI thread)."""
+        remote = self._remote()
+        self.remote_label.setVisible(remote is not None)
+        if remote is not None:
+            model = self.segmenter.model if self.segmenter is not None else None
+            self.health.submit(remote_health, remote, model)
+
+    def _show_health(self, value: object) -> None:
+        if isinstance(value, tuple) and len(value) == 2:
+            ok, sentence = value
+            self.remote_label.setText(
+                self.tr("Server ready") if ok else self.tr("Server unavailable")
+            )
+            self.remote_label.setToolTip(str(sentence))
 
     def cancel_preannotation(self) -> None:
         if self.job is not None:
@@ -595,6 +645,7 @@ class MainWindow(QMainWindow):
             save_settings(self.settings)
             self._apply_settings()
             self._autosave_timer.start(self.settings.autosave_seconds * 1000)
+            self.check_remote()
             if self.settings.language != language:
                 app = QApplication.instance()
                 switch = getattr(app, "switch_language", None)

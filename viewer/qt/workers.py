@@ -18,6 +18,7 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThread, QThreadPool, Signal, Slot
 
 from inference import HemaviewError, PhotoFailure, Prediction, Segmenter
+from inference.dispatch import Dispatcher
 from inference.errors import ImageReadError, NotFundusError
 from viewer.model.pred_cache import PredictionCache, PredictionSummary
 from viewer.model.session import ReviewSession
@@ -110,12 +111,16 @@ class PreannotationJob(QObject):
         paths: Iterable[str | os.PathLike[str]],
         *,
         chunk: int = 2,
+        dispatcher: Dispatcher | None = None,
         parent: QObject | None = None,
     ):
         super().__init__(parent)
         self.segmenter = segmenter
         self.cache = cache
-        self.chunk = max(1, int(chunk))
+        # With a remote server the budget is spread over bigger batches: a chunk of two
+        # would never overflow.
+        self.dispatcher = dispatcher
+        self.chunk = max(1, int(chunk)) if dispatcher is None else max(int(chunk), 16)
         self._queue: list[str] = []
         self._seen: set[str] = set()
         self._lock = threading.Lock()
@@ -222,7 +227,14 @@ class PreannotationJob(QObject):
             for path in to_predict:
                 thread.started_.emit(path)
             try:
-                results = self.segmenter.predict_many(to_predict, cancel=self._cancel, prefetch=1)
+                results: Iterable[tuple[object, object]]
+                if self.dispatcher is not None:
+                    run = self.dispatcher.run(to_predict, cancel=self._cancel)
+                    results = ((r.source, r.result) for r in run)
+                else:
+                    results = self.segmenter.predict_many(
+                        to_predict, cancel=self._cancel, prefetch=1
+                    )
                 for source, outcome in results:
                     path = str(source)
                     if isinstance(outcome, Prediction):

@@ -344,14 +344,6 @@ Choose a folder for the labels.</source>
         <translation>모델을 불러오는 중…</translation>
     </message>
     <message>
-        <source>Pre-annotating %v/%m</source>
-        <translation>사전 주석 중 %v/%m</translation>
-    </message>
-    <message>
-        <source>Cancel</source>
-        <translation>취소</translation>
-    </message>
-    <message>
         <source>Tools</source>
         <translation>도구</translation>
     </message>
@@ -426,18 +418,6 @@ Choose a folder for the labels.</source>
     <message>
         <source>Export accepted labels</source>
         <translation>승인된 레이블 내보내기</translation>
-    </message>
-    <message>
-        <source>Server address not usable</source>
-        <translation>서버 주소를 사용할 수 없음</translation>
-    </message>
-    <message>
-        <source>Server ready</source>
-        <translation>서버 준비됨</translation>
-    </message>
-    <message>
-        <source>Server unavailable</source>
-        <translation>서버 사용 불가</translation>
     </message>
 </context>
 <context>
@@ -552,6 +532,29 @@ Choose a folder for the labels.</source>
     <message>
         <source>{0} of {1} photos</source>
         <translation>사진 {1}장 중 {0}장</translation>
+    </message>
+</context>
+<context>
+    <name>Preannotator</name>
+    <message>
+        <source>Pre-annotating %v/%m</source>
+        <translation>사전 주석 중 %v/%m</translation>
+    </message>
+    <message>
+        <source>Cancel</source>
+        <translation>취소</translation>
+    </message>
+    <message>
+        <source>Server address not usable</source>
+        <translation>서버 주소를 사용할 수 없음</translation>
+    </message>
+    <message>
+        <source>Server ready</source>
+        <translation>서버 준비됨</translation>
+    </message>
+    <message>
+        <source>Server unavailable</source>
+        <translation>서버 사용 불가</translation>
     </message>
 </context>
 <context>

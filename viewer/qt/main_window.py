@@ -16,16 +16,13 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
-    QProgressBar,
-    QToolButton,
     QWidget,
 )
 
 from inference import HemaviewError, Segmenter
-from inference.dispatch import Dispatcher, RemoteConfig, remote_health
 from viewer.model.autosave import Autosaver
 from viewer.model.library import PhotoLibrary
-from viewer.model.pred_cache import PredictionCache, PredictionSummary
+from viewer.model.pred_cache import PredictionCache
 from viewer.model.session import (
     LabelConflict,
     LabelFolderNotWritable,
@@ -37,10 +34,11 @@ from viewer.qt import dialogs
 from viewer.qt.actions import MENUS, SPECS, build_actions, menu_title
 from viewer.qt.canvas import ImageCanvas
 from viewer.qt.photo_list import PhotoListWidget
+from viewer.qt.preannotation import Preannotator
 from viewer.qt.review_panel import ReviewPanel
 from viewer.qt.settings import Settings, save_settings
 from viewer.qt.settings_dialog import SettingsDialog
-from viewer.qt.workers import PhotoLoader, PreannotationJob, TaskRunner
+from viewer.qt.workers import PhotoLoader, TaskRunner
 
 
 def app_folder(kind: QStandardPaths.StandardLocation, name: str) -> Path:
@@ -59,7 +57,6 @@ class MainWindow(QMainWindow):
         self.segmenter: Segmenter | None = None
         self.model_problem: str | None = None
         self.current: OpenedPhoto | None = None
-        self.job: PreannotationJob | None = None
         self.cache = PredictionCache(
             app_folder(QStandardPaths.StandardLocation.CacheLocation, "predictions")
         )
@@ -71,7 +68,6 @@ class MainWindow(QMainWindow):
         )
         self.loader = PhotoLoader(self.session, predict_if_missing=True, parent=self)
         self.tasks = TaskRunner(self)
-        self.health = TaskRunner(self)  # remote server checks, apart from model loading
 
         self.canvas = ImageCanvas(self)
         self.setCentralWidget(self.canvas)
@@ -81,6 +77,9 @@ class MainWindow(QMainWindow):
         for action in (self.photos.next_action, self.photos.previous_action):
             action.setShortcuts([])  # the window's own next/previous actions own those keys
         self.panel = ReviewPanel()
+        self.preannotator = Preannotator(
+            self.photos, self.cache, lambda: self.settings, parent=self
+        )
         self._dock(
             self.photos, self.tr("Photos"), Qt.DockWidgetArea.LeftDockWidgetArea, "photosDock"
         )
@@ -96,9 +95,6 @@ class MainWindow(QMainWindow):
         self._state_timer.setSingleShot(True)
         self._state_timer.setInterval(150)
         self._state_timer.timeout.connect(self._show_document_state)
-        self._health_timer = QTimer(self)
-        self._health_timer.timeout.connect(self.check_remote)
-        self._health_timer.start(30_000)
         self._autosave_timer = QTimer(self)
         self._autosave_timer.timeout.connect(self._autosave)
         self._autosave_timer.start(self.settings.autosave_seconds * 1000)
@@ -125,22 +121,12 @@ class MainWindow(QMainWindow):
         self.model_label = QLabel(self.tr("Loading the model…"))
         self.cursor_label = QLabel()
         self.zoom_label = QLabel()
-        self.progress = QProgressBar()
-        self.progress.setMaximumWidth(220)
-        self.progress.setFormat(self.tr("Pre-annotating %v/%m"))
-        self.progress.hide()
-        self.cancel_button = QToolButton()
-        self.cancel_button.setText(self.tr("Cancel"))
-        self.cancel_button.hide()
-        self.cancel_button.clicked.connect(self.cancel_preannotation)
         bar.addPermanentWidget(self.cursor_label)
         bar.addPermanentWidget(self.zoom_label)
-        bar.addPermanentWidget(self.progress)
-        bar.addPermanentWidget(self.cancel_button)
+        bar.addPermanentWidget(self.preannotator.progress)
+        bar.addPermanentWidget(self.preannotator.cancel_button)
         bar.addPermanentWidget(self.model_label)
-        self.remote_label = QLabel()
-        self.remote_label.hide()
-        bar.addPermanentWidget(self.remote_label)
+        bar.addPermanentWidget(self.preannotator.remote_label)
 
     def _build_menus(self) -> None:
         menus = {name: self.menuBar().addMenu(menu_title(name)) for name in MENUS}
@@ -212,8 +198,6 @@ class MainWindow(QMainWindow):
         self.loader.load_failed.connect(self._on_load_failed)
         self.tasks.done.connect(lambda _token, value: self._on_model(value))
         self.tasks.error.connect(lambda _token, message: self._on_model_error(message))
-        self.health.done.connect(lambda _token, value: self._show_health(value))
-        self.health.error.connect(lambda _token, message: self._show_health((False, message)))
         self.canvas.mask_edited.connect(lambda rect: self._edited(rect, repaint=False))
         self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
         self.canvas.cursor_moved.connect(self._show_cursor)
@@ -268,7 +252,7 @@ class MainWindow(QMainWindow):
         )
         if segmenter.device != "cuda":
             self.statusBar().showMessage(segmenter.device_reason, 10000)
-        self.check_remote()
+        self.preannotator.check_remote()
         if self.photos.library.entries:
             self.start_preannotation()
             if self.current is not None and not self.current.document.has_model:
@@ -327,12 +311,7 @@ class MainWindow(QMainWindow):
             return
         self.statusBar().showMessage(self.tr("Opening {name}…").format(name=Path(path).name))
         self.loader.request(path)
-        if self.job is not None:
-            index = self.photos.library.index_of(path)
-            entries = self.photos.library.entries
-            self.job.prioritise(
-                [entries[i].path for i in self.photos.library.order_by_distance(index)]
-            )
+        self.preannotator.prioritise(Path(path))
 
     def _on_loaded(self, path: str, opened: OpenedPhoto) -> None:
         self.current = opened
@@ -555,85 +534,12 @@ class MainWindow(QMainWindow):
     # -- pre-annotation ------------------------------------------------------------------
 
     def start_preannotation(self) -> None:
-        if self.segmenter is None or not self.photos.library.entries:
-            return
-        self.cancel_preannotation()
-        library = self.photos.library
-        current = library.index_of(self.current.document.path) if self.current is not None else 0
-        paths = [library.entries[i].path for i in library.order_by_distance(current)]
-        job = PreannotationJob(
-            self.segmenter, self.cache, paths, dispatcher=self._dispatcher(), parent=self
-        )
-        job.progress.connect(self._preannotation_progress)
-        job.result.connect(self._preannotated)
-        job.failed.connect(self._preannotation_failed)
-        job.finished.connect(self._preannotation_finished)
-        self.job = job
-        self.progress.setRange(0, len(paths))
-        self.progress.setValue(0)
-        self.progress.show()
-        self.cancel_button.show()
-        job.start()
-
-    def _remote(self) -> RemoteConfig | None:
-        address = self.settings.remote_address
-        if not address:
-            return None
-        try:
-            return RemoteConfig.parse(address, tls=self.settings.remote_tls)
-        except (ValueError, HemaviewError) as exc:
-            self.remote_label.setText(self.tr("Server address not usable"))
-            self.remote_label.setToolTip(str(exc))
-            return None
-
-    def _dispatcher(self) -> Dispatcher | None:
-        """Local first; photos beyond the time budget go to the configured server."""
-        remote = self._remote()
-        if remote is None or self.segmenter is None:
-            return None
-        budget = self.settings.remote_budget_s
-        if budget <= 0:
-            return Dispatcher(self.segmenter, remote, budget_s=0)
-        return Dispatcher(self.segmenter, remote, photos_per_second=10.0 / budget)
-
-    def check_remote(self) -> None:
-        """The server's health, for the status bar (asked off the GUI thread)."""
-        remote = self._remote()
-        self.remote_label.setVisible(remote is not None)
-        if remote is not None:
-            model = self.segmenter.model if self.segmenter is not None else None
-            self.health.submit(remote_health, remote, model)
-
-    def _show_health(self, value: object) -> None:
-        if isinstance(value, tuple) and len(value) == 2:
-            ok, sentence = value
-            self.remote_label.setText(
-                self.tr("Server ready") if ok else self.tr("Server unavailable")
-            )
-            self.remote_label.setToolTip(str(sentence))
+        if self.segmenter is not None:
+            current = self.current.document.path if self.current is not None else None
+            self.preannotator.start(self.segmenter, current)
 
     def cancel_preannotation(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
-            self.job = None
-        self.progress.hide()
-        self.cancel_button.hide()
-
-    def _preannotation_finished(self, _cancelled: bool) -> None:
-        self.progress.hide()
-        self.cancel_button.hide()
-
-    def _preannotation_progress(self, done: int, total: int) -> None:
-        self.progress.setRange(0, total)
-        self.progress.setValue(done)
-
-    def _preannotated(self, path: str, summary: PredictionSummary) -> None:
-        self.photos.library.set_prediction(path, summary.lesion_count, summary.uncertainty)
-        self.photos.entry_changed(path)
-
-    def _preannotation_failed(self, path: str, message: str, kind: str) -> None:
-        self.photos.library.set_failed(path, message, unreadable=kind == "unreadable")
-        self.photos.entry_changed(path)
+        self.preannotator.cancel()
 
     # -- settings and window -------------------------------------------------------------
 
@@ -645,7 +551,7 @@ class MainWindow(QMainWindow):
             save_settings(self.settings)
             self._apply_settings()
             self._autosave_timer.start(self.settings.autosave_seconds * 1000)
-            self.check_remote()
+            self.preannotator.check_remote()
             if self.settings.language != language:
                 app = QApplication.instance()
                 switch = getattr(app, "switch_language", None)

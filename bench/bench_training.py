@@ -1,0 +1,277 @@
+"""Training benchmark: is augmentation keeping up with the training step, and what INT8 buys.
+
+    .venv/bin/python bench/bench_training.py [--model PATH] [--threads N] [--steps 3]
+
+Three measurements, each a ratio of two rates taken in the same run (machines are noisy; a
+ratio from one run is what can be compared), never an assertion:
+
+1. Pretraining: `training.augment.moco_views` on photos held in memory as uint8 tensors
+   (what `training.pretrain` does each step) against a MoCo v2 step (query and key encoders,
+   InfoNCE, backward, SGD), in photos per second.
+2. Fine-tuning: `training.finetune.PatchSampler.batch` (lesion-biased patches cut by tensor
+   slicing, then `augment_pair`) against a HemaviewNet step (forward, BCE + Dice +
+   reconstruction loss, backward, AdamW), in photos (patches) per second.
+   In both, data work and the step run one after the other in one process, as in training:
+   the share of a step's time spent on data is what the data side costs.
+3. Inference of an exported model on a real photo preprocessed at 1024 x 1024: fp32 against
+   its INT8 quantisation (`training.quantize`, calibrated on real photos), through ONNX
+   Runtime with the same thread count, runs interleaved.
+
+Defaults are the reduced scale that `hemaview-train ship` uses on this 2-core CPU (working
+size 512, 128-px crops; a MoCo batch of 16 instead of 32 to keep the run short), so it
+finishes in a few minutes. `--model` defaults to resources/models/hemorrhage.onnx, else a
+random-weight U-Net exported to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from inference.contract import PreprocessRecipe  # noqa: E402
+from inference.model_file import ModelFile  # noqa: E402
+from inference.preprocess import read_for_model  # noqa: E402
+from inference.resources import shipped_model_path  # noqa: E402
+from inference.system import physical_cores  # noqa: E402
+from training.augment import moco_views  # noqa: E402
+from training.data import default_cache_dir, load_labelled_set  # noqa: E402
+from training.finetune import FinetuneConfig, PatchSampler, build_net  # noqa: E402
+from training.losses import total_loss  # noqa: E402
+from training.moco import MoCo, info_nce  # noqa: E402
+from training.model import normalise  # noqa: E402
+from training.pretrain import auto_bn_splits, list_photos, load_pool  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data"
+LABELLED = DATA / "idrid-hemorrhage"
+UNLABELED = DATA / "idrid-unlabeled"
+FINETUNE_PHOTOS = ["IDRiD_01", "IDRiD_02", "IDRiD_05", "IDRiD_10"]
+
+
+def alternate(
+    data: Callable[[], object], step: Callable[[], object], steps: int
+) -> tuple[list[float], list[float]]:
+    """Seconds of each data call and each step, one after the other as in training, after one
+    untimed pair (allocator, kernel selection)."""
+    data()
+    step()
+    data_s, step_s = [], []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        data()
+        t1 = time.perf_counter()
+        step()
+        data_s.append(t1 - t0)
+        step_s.append(time.perf_counter() - t1)
+    return data_s, step_s
+
+
+def report(name: str, batch: int, data_s: list[float], step_s: list[float]) -> None:
+    data, step = statistics.median(data_s), statistics.median(step_s)
+    print(f"\n{name}")
+    print("| part | median s per batch | photos/s |")
+    print("| --- | ---: | ---: |")
+    print(f"| data (augmentation) | {data:.3f} | {batch / data:.1f} |")
+    print(f"| training step | {step:.3f} | {batch / step:.1f} |")
+    print(
+        f"data photos/s / step photos/s = {step / data:.2f} (below 1: augmentation is the "
+        f"bottleneck); run one after the other, data is {data / (data + step):.0%} of each "
+        "iteration"
+    )
+
+
+def bench_pretrain(args: argparse.Namespace, recipe: PreprocessRecipe) -> None:
+    photos = list_photos(UNLABELED, args.pool)
+    images, fov = load_pool(photos, recipe, default_cache_dir(), workers=2)  # (P, 3, S, S) uint8
+    batch = args.pretrain_batch
+    model = MoCo(
+        "resnet18", dim=128, queue_size=batch * 64, bn_splits=auto_bn_splits(batch)
+    ).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=0.00375, momentum=0.9, weight_decay=1e-4)
+    generator = torch.Generator().manual_seed(0)
+    views: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def data() -> None:
+        idx = torch.randint(0, len(images), (batch,), generator=generator)  # (n,)
+        views[:] = [moco_views(images[idx], fov[idx], generator, args.crop)]  # (n, 3, c, c) x2
+
+    def step() -> None:
+        im_q, im_k = views[0]
+        loss = info_nce(model(im_q, im_k, generator=generator))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    data_s, step_s = alternate(data, step, args.steps)
+    report(
+        f"pretraining (MoCo v2, resnet18): {len(images)} photos in memory at "
+        f"{recipe.working_size} px, batch {batch}, crops {args.crop} px, {args.steps} steps",
+        batch,
+        data_s,
+        step_s,
+    )
+
+
+def bench_finetune(args: argparse.Namespace, recipe: PreprocessRecipe) -> None:
+    data = load_labelled_set(LABELLED, recipe, names=FINETUNE_PHOTOS)
+    config = FinetuneConfig(
+        working_size=recipe.working_size,
+        crop_size=args.crop,
+        batch_size=args.finetune_batch,
+        device="cpu",
+        reconstruction=True,
+    )
+    sampler = PatchSampler(data.samples, config, torch.device("cpu"))
+    net = build_net(config).train()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
+    weights = config.loss_weights()
+    rng = np.random.default_rng(0)
+    generator = torch.Generator().manual_seed(0)
+    held: list[tuple[torch.Tensor, ...]] = []
+
+    def batch() -> None:
+        held[:] = [sampler.batch(config.batch_size, rng, generator)]
+
+    def step() -> None:
+        images, masks, valid, annotated = held[0]
+        x = normalise(images, net.config)  # (n, 3, c, c)
+        logits, recon = net(x)
+        loss, _ = total_loss(logits, recon, x, masks, valid, annotated, weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    data_s, step_s = alternate(batch, step, args.steps)
+    report(
+        f"fine-tuning (U-Net resnet18 + reconstruction decoder): {len(data.samples)} photos at "
+        f"{recipe.working_size} px, batch {config.batch_size}, crops {args.crop} px, "
+        f"{args.steps} steps",
+        config.batch_size,
+        data_s,
+        step_s,
+    )
+
+
+def bench_inference(args: argparse.Namespace, tmp: Path) -> None:
+    import onnxruntime as ort
+
+    from training.quantize import pick_photos, quantize_model
+
+    model_path = args.model
+    if model_path is None:
+        shipped = shipped_model_path()
+        if shipped.exists():
+            model_path = shipped
+        else:
+            from training.export import export_model
+            from training.model import HemaviewNet, ModelConfig
+
+            torch.manual_seed(0)
+            model_path = tmp / "random-unet.onnx"
+            print("\nno shipped model: exporting a random-weight U-Net (timing only)")
+            export_model(
+                HemaviewNet(ModelConfig()).eval(),
+                model_path,
+                PreprocessRecipe(),
+                check_parity=False,
+            )
+    fp32 = ModelFile.open(model_path)
+    int8_path = tmp / "int8.onnx"
+    calibration = pick_photos(LABELLED / "images", args.calibration_photos)
+    t0 = time.perf_counter()
+    quantize_model(model_path, int8_path, calibration)
+    quantise_s = time.perf_counter() - t0
+    int8 = ModelFile.open(int8_path)
+
+    def session(model: ModelFile) -> ort.InferenceSession:
+        options = ort.SessionOptions()  # the CPU backend's settings
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = args.threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        return ort.InferenceSession(model.data, options, providers=["CPUExecutionProvider"])
+
+    recipe = dataclasses.replace(fp32.contract.preprocess, working_size=args.size)
+    _, prepared = read_for_model(LABELLED / "images" / "IDRiD_01.jpg", recipe)
+    x = prepared.image[None]  # (1, size, size, 3) uint8
+    runs = []
+    for model in (fp32, int8):
+        s = session(model)
+        c = model.contract
+        runs.append(lambda s=s, c=c: s.run([c.output_name], {c.input_name: x}))
+    times: tuple[list[float], list[float]] = ([], [])
+    for r in runs:
+        r()  # warm-up
+    for i in range(args.repeats):
+        for k in (0, 1) if i % 2 == 0 else (1, 0):  # alternate who runs first
+            t0 = time.perf_counter()
+            runs[k]()
+            times[k].append(time.perf_counter() - t0)
+    fp_ms, q_ms = (statistics.median(t) * 1e3 for t in times)
+    print(
+        f"\ninference at {args.size} x {args.size}, {args.threads} threads, "
+        f"{args.repeats} runs each: {fp32.contract.model_name} {fp32.contract.model_version}"
+    )
+    print("| model | file MB | median ms |")
+    print("| --- | ---: | ---: |")
+    print(f"| fp32 | {len(fp32.data) / 2**20:.1f} | {fp_ms:.0f} |")
+    print(
+        f"| int8 (QDQ, {len(calibration)} calibration photos) | {len(int8.data) / 2**20:.1f} | "
+        f"{q_ms:.0f} |"
+    )
+    print(
+        f"int8 speed-up x{fp_ms / q_ms:.2f}, file {len(int8.data) / len(fp32.data):.2f} of fp32 "
+        f"(quantising took {quantise_s:.0f} s); quality: `hemaview-train quantize`"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=None, help="an exported Hemaview model")
+    parser.add_argument("--threads", type=int, default=physical_cores())
+    parser.add_argument("--working-size", type=int, default=512, help="training working size")
+    parser.add_argument("--crop", type=int, default=128, help="training crop side")
+    parser.add_argument("--pretrain-batch", type=int, default=16)
+    parser.add_argument("--finetune-batch", type=int, default=8)
+    parser.add_argument("--pool", type=int, default=16, help="unlabeled photos held in memory")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement")
+    parser.add_argument("--size", type=int, default=1024, help="inference input side")
+    parser.add_argument("--repeats", type=int, default=3, help="timed inference runs per model")
+    parser.add_argument("--calibration-photos", type=int, default=2)
+    parser.add_argument(
+        "--only", choices=("pretrain", "finetune", "inference"), action="append", default=None
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    parts = args.only or ["pretrain", "finetune", "inference"]
+    print(
+        f"torch {torch.__version__}, {args.threads} threads (torch and ONNX Runtime); "
+        f"{physical_cores()} physical cores"
+    )
+    recipe = PreprocessRecipe(working_size=args.working_size)
+    t0 = time.perf_counter()
+    if "pretrain" in parts:
+        bench_pretrain(args, recipe)
+    if "finetune" in parts:
+        bench_finetune(args, recipe)
+    if "inference" in parts:
+        with tempfile.TemporaryDirectory(prefix="hemaview-bench-") as tmp:
+            bench_inference(args, Path(tmp))
+    print(f"\n(benchmark took {time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

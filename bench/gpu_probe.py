@@ -48,10 +48,11 @@ def main() -> int:
                 torch.no_grad(),
                 torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32),
             ):
-                s = timed(lambda: model(pixels), 5)
+                s = timed(lambda p=pixels: model(p), 5)
+            rate = batch / s
             print(
-                f"inference {size}px {str(dtype)[6:]:8s} batch {batch:2d}: {batch / s:7.1f} photos/s, "
-                f"10 photos in {10 / (batch / s):.3f} s"
+                f"inference {size}px {str(dtype)[6:]:8s} batch {batch:2d}: {rate:7.1f} photos/s, "
+                f"10 photos in {10 / rate:.3f} s"
             )
     train = HemaviewNet(ModelConfig()).cuda().train()
     opt = torch.optim.AdamW(train.parameters(), lr=1e-3)

@@ -322,7 +322,7 @@ def test_evaluation_during_training_and_early_stop(data: LabelledSet, tmp_path: 
 
 
 def test_export_of_the_fine_tuned_net_runs_in_the_clinic(data: LabelledSet, tmp_path: Path) -> None:
-    from inference import Segmenter, read_photo
+    from inference import Segmenter
     from training.cli import main
 
     config = small_config(steps_per_epoch=2)
@@ -337,9 +337,8 @@ def test_export_of_the_fine_tuned_net_runs_in_the_clinic(data: LabelledSet, tmp_
         assert segmenter.contract.preprocess.working_size == SIZE
         assert segmenter.contract.default_threshold == 0.3
         assert segmenter.contract.training_config["finetune"]["crop_size"] == 128
+        # read from its path, as training's cache reads it (inference.preprocess.read_for_model)
         from_path = segmenter.predict(idrid_photo(1))
-        # decoded at full size, as training's cache decodes it
-        full_decode = segmenter.predict(read_photo(idrid_photo(1)))
     finally:
         segmenter.close()
     assert from_path.probability.shape == (2848, 4288)
@@ -348,7 +347,7 @@ def test_export_of_the_fine_tuned_net_runs_in_the_clinic(data: LabelledSet, tmp_
     sample = data.by_name()["IDRiD_01"]
     logits = predict_logits(result.net, sample.image)
     expected = 1 / (1 + np.exp(-(logits / 1.5 - 0.5)))
-    assert np.abs(full_decode.working.astype(np.float32) - expected).max() < 2e-3
+    assert np.abs(from_path.working.astype(np.float32) - expected).max() < 2e-3
 
 
 def test_a_tiny_comparison_writes_its_tables_and_curves(cache_dir: Path, tmp_path: Path) -> None:

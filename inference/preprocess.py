@@ -100,9 +100,14 @@ class Geometry:
         wx0, wy0, wx1, wy1 = self.working_rect()
         out = np.zeros((self.full_height, self.full_width, *working.shape[2:]), working.dtype)
         patch = np.ascontiguousarray(working[wy0:wy1, wx0:wx1])
-        out[y0:y1, x0:x1] = cv2.resize(
-            patch, (x1 - x0, y1 - y0), interpolation=interpolation
-        ).reshape(out[y0:y1, x0:x1].shape)
+        target = out[y0:y1, x0:x1]
+        if working.ndim == 2:
+            # Resampled straight into the output: a 12-MP map is not copied a second time.
+            cv2.resize(patch, (x1 - x0, y1 - y0), dst=target, interpolation=interpolation)
+        else:
+            target[...] = cv2.resize(
+                patch, (x1 - x0, y1 - y0), interpolation=interpolation
+            ).reshape(target.shape)
         return out
 
     def fov_mask_working(self) -> np.ndarray:

@@ -172,3 +172,32 @@ def test_screenshot_command_renders_the_window_with_the_overlay(
         image.shape[0] // 3 : 2 * image.shape[0] // 3, image.shape[1] // 3 : 2 * image.shape[1] // 3
     ]
     assert (centre[:, :, 0].astype(int) - centre[:, :, 2]).mean() > 30
+
+
+def test_a_read_only_photo_folder_asks_for_a_label_folder(  # type: ignore[no-untyped-def]
+    qtbot, segmenter: Segmenter, photo_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import viewer.model.session as session_module
+    from viewer.qt import dialogs
+
+    # Tests run as root, where chmod cannot make a folder read-only: the write probe refuses.
+    monkeypatch.setattr(
+        session_module, "label_folder_problem", lambda folder: f"{folder} is read-only"
+    )
+    chosen = tmp_path / "my-labels"
+    chosen.mkdir()
+    asked: list[str] = []
+    monkeypatch.setattr(
+        dialogs,
+        "ask_label_folder",
+        lambda _parent, problem, _start="": asked.append(problem) or str(chosen),
+    )
+    window = open_window(qtbot, segmenter, photo_folder)
+    assert asked and "read-only" in asked[0]
+    assert window.session.label_dir == chosen
+    assert window.current is not None
+    window.current.document.set_status("accepted")
+    assert window.save()
+    assert (chosen / "IDRiD_12_HE.png").exists() and (chosen / "IDRiD_12.json").exists()
+    assert not (photo_folder / "hemaview-labels").exists()
+    window.close()

@@ -325,6 +325,15 @@ class MainWindow(QMainWindow):
             self.canvas.refresh_mask(None)
         elif opened.autosave is not None:
             self.autosaver.discard(doc.path)
+        if opened.label_folder_problem and self.session.label_dir is None:
+            # A read-only photo folder (a shared archive): labels need a folder of their own.
+            folder = dialogs.ask_label_folder(
+                self, opened.label_folder_problem, str(doc.path.parent)
+            )
+            if folder:
+                self.settings.label_dir = folder
+                self.session.label_dir = Path(folder)
+                save_settings(self.settings)
         for problem in (opened.prediction_error, opened.label_error):
             if problem:
                 self.statusBar().showMessage(
@@ -487,7 +496,11 @@ class MainWindow(QMainWindow):
             return False
         doc = self.current.document
         try:
-            record = self.session.save(doc, reviewer=self.settings.reviewer, overwrite=overwrite)
+            # A label folder chosen in settings (or after a refusal) wins over the one the
+            # photo was opened with.
+            record = self.session.save(
+                doc, self.session.label_dir, reviewer=self.settings.reviewer, overwrite=overwrite
+            )
         except LabelConflict as conflict:
             if dialogs.ask_overwrite_conflict(self, doc.path.name, conflict.theirs):
                 return self.save(overwrite=True)

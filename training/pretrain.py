@@ -42,7 +42,13 @@ from training.moco import MoCo, info_nce, top1
 from training.model import HemaviewNet, ModelConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "idrid-unlabeled"
+# $HEMAVIEW_DATA names the folder holding idrid-hemorrhage/ and idrid-unlabeled/, as for
+# training.data (a GPU machine gets a packed copy: scripts/pack-gpu-data).
+DEFAULT_DATA_DIR = (
+    Path(os.environ["HEMAVIEW_DATA"])
+    if os.environ.get("HEMAVIEW_DATA")
+    else REPO_ROOT.parent / "shared" / "data"
+) / "idrid-unlabeled"
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 CHECKPOINT = "checkpoint.pt"
 ENCODER_FILE = "encoder.pt"

@@ -273,6 +273,8 @@ def _decode_pillow(
     except Image.DecompressionBombError as exc:
         raise ImageReadError(f"{name}: the image is too large to open ({exc})") from None
     except _DECODE_ERRORS as exc:
+        if "truncated" in str(exc).lower():
+            raise ImageReadError(f"{name}: the file is truncated or damaged ({exc})") from None
         raise ImageReadError(f"{name}: damaged image file ({exc})") from None
     fmt = im.format or "?"
     if fmt not in _PIL_FORMATS:

@@ -612,3 +612,9 @@ def test_is_photo_path_knows_photo_suffixes() -> None:
     assert not is_photo_path("notes.txt")
     assert not is_photo_path("labels.json")
     assert not is_photo_path("._IDRiD_01.jpg")  # macOS resource-fork litter
+
+
+def test_a_jpeg_cut_inside_its_header_is_called_truncated(tmp_path: Path) -> None:
+    data = idrid_photo(3).read_bytes()
+    path = _write(tmp_path / "cut-early.jpg", data[:30_000])
+    assert "truncated" in _refusal(path)

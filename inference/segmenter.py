@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -83,7 +84,7 @@ class Prediction:
             self.probability, self._working32, self.geometry, threshold, min_area_px
         )
 
-    @property
+    @functools.cached_property
     def uncertainty(self) -> float:
         """Share of the field of view whose probability is neither clearly in nor clearly out."""
         p = self.probability

@@ -247,6 +247,9 @@ class ReviewSession:
                 from_cache = prediction is not None
                 if prediction is None and predict_if_missing:
                     prediction = self.predict(path, photo)
+                if prediction is not None:
+                    # 12 MP of comparisons: done here, off the GUI thread, and kept.
+                    _ = prediction.uncertainty
             except HemaviewError as exc:
                 prediction_error = str(exc)
         label_dir = self.label_dir_for(path)

@@ -26,3 +26,8 @@ def shipped_model_path() -> Path:
 
 def sample_photos_dir() -> Path:
     return resource_root() / "samples"
+
+
+def app_icon_path() -> Path:
+    """The application icon (PNG; the Windows installer uses the .ico beside it)."""
+    return resource_root() / "icons" / "hemaview.png"

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QLibraryInfo, QLocale, QTranslator
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from inference import __version__
+from inference.resources import app_icon_path
 from viewer.qt.main_window import MainWindow
 from viewer.qt.settings import Settings, load_settings, save_settings
 
@@ -28,6 +30,7 @@ class HemaviewApp(QApplication):
         self.setApplicationName("Hemaview")
         self.setApplicationVersion(__version__)
         self.setDesktopFileName("hemaview")
+        self.setWindowIcon(QIcon(str(app_icon_path())))
         self.settings: Settings = load_settings()
         if language is not None:
             self.settings.language = language

@@ -63,7 +63,9 @@ class ModelFile:
 
 def _read_metadata(data: bytes, path: Path) -> tuple[dict[str, str], list[str], list[str]]:
     """Metadata and I/O names via onnxruntime, without optimising or placing the graph."""
-    import onnxruntime as ort
+    from inference.onnx_runtime import onnxruntime
+
+    ort = onnxruntime()
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

@@ -29,6 +29,17 @@ FORBIDDEN_MODULES = (
     "pytest",
 )
 
+
+def leaked_modules(names: list[str]) -> list[str]:
+    """The entries of a build (module names or file paths) that are forbidden modules."""
+    leaked = set()
+    for entry in names:
+        parts = re.split(r"[./\\]", entry)
+        if parts and parts[0] in FORBIDDEN_MODULES:
+            leaked.add(entry)
+    return sorted(leaked)
+
+
 # The CUDA 13 / cuDNN 9 libraries onnxruntime-gpu loads, from NVIDIA's PyPI wheels (the
 # onnxruntime-gpu extras `cuda` and `cudnn` name the same wheels).
 GPU_RUNTIME_EXTRAS = "[cuda,cudnn]"
@@ -52,7 +63,9 @@ def description() -> str:
 
 
 def platform_tag() -> str:
-    system = {"linux": "linux", "win32": "windows", "darwin": "macos"}.get(sys.platform, sys.platform)
+    system = {"linux": "linux", "win32": "windows", "darwin": "macos"}.get(
+        sys.platform, sys.platform
+    )
     machine = platform.machine().lower().replace("amd64", "x86_64")
     return f"{system}-{machine}"
 

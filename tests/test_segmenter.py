@@ -142,3 +142,30 @@ def test_injected_session_reports_what_bound(model_path: Path) -> None:
     assert backend.device == "cpu"
     out = backend.run(np.zeros((2, 64, 64, 3), np.uint8))
     assert out.shape == (2, 64, 64) and out.dtype == np.float32
+
+
+def test_running_the_model_sends_no_telemetry(model_path: Path, tmp_path: Path) -> None:
+    """onnxruntime's PyPI builds carry Microsoft telemetry (a device id under
+    ~/.cache/Microsoft and events to a Microsoft server); a clinic machine must not."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env.update(HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / ".cache"))
+    code = (
+        "import sys; from inference import Segmenter;"
+        "seg = Segmenter.open(sys.argv[1]); print(seg.predict(sys.argv[2]).probability.shape)"
+    )
+    photo = sorted(
+        (Path(__file__).resolve().parent.parent / "resources" / "samples").glob("*.jpg")
+    )[0]
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(model_path), str(photo)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not list(tmp_path.rglob("Microsoft")), "onnxruntime wrote its telemetry id"

@@ -143,7 +143,9 @@ def parity_check(
     wrapper: PixelInputWrapper, path: Path, shape: tuple[int, int, int] = (2, 352, 480)
 ) -> float:
     """ONNX Runtime against torch at a size other than the export size; returns the max error."""
-    import onnxruntime as ort
+    from inference.onnx_runtime import onnxruntime
+
+    ort = onnxruntime()
 
     rng = np.random.default_rng(0)
     n, h, w = shape

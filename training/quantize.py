@@ -326,7 +326,9 @@ def record_evaluation(int8_path: Path, result: dict[str, Any]) -> ModelContract:
 
 
 def _session(model: ModelFile, threads: int) -> Any:
-    import onnxruntime as ort
+    from inference.onnx_runtime import onnxruntime
+
+    ort = onnxruntime()
 
     options = ort.SessionOptions()  # the CPU backend's settings (inference.backends)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

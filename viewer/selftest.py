@@ -7,6 +7,7 @@ sample photo. Exits non-zero on any failure.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -16,7 +17,22 @@ from inference.photo_io import is_photo_path
 from inference.resources import sample_photos_dir, shipped_model_path
 
 
+def attach_console() -> None:
+    """The Windows build's viewer is a GUI program with no console: print to the one it was
+    started from (cmd, PowerShell), or to a new one, so `hemaview --selftest` can be read."""
+    if sys.platform != "win32" or sys.stdout is not None:
+        return
+    import ctypes
+
+    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+    if not kernel32.AttachConsole(-1):  # -1: the parent process's console
+        kernel32.AllocConsole()
+    sys.stdout = open("CONOUT$", "w", encoding="utf-8", errors="replace")  # noqa: SIM115
+    sys.stderr = sys.stdout
+
+
 def run_selftest(model_path: str | None = None) -> int:
+    attach_console()
     failures = 0
 
     def line(ok: bool, text: str) -> None:
@@ -30,6 +46,9 @@ def run_selftest(model_path: str | None = None) -> int:
     except ImportError as exc:
         line(False, f"onnxruntime cannot be imported: {exc}")
         return 1
+    bundled = os.environ.get("HEMAVIEW_BUNDLED_CUDA")
+    if bundled:  # set by the GPU build's runtime hook
+        print(f"bundled CUDA libraries: {bundled}")
     path = model_path or str(shipped_model_path())
     try:
         t0 = time.perf_counter()

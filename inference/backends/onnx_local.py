@@ -29,7 +29,9 @@ class CudaCheck:
 
 def check_cuda() -> CudaCheck:
     """Can the CUDA provider bind here? Explains the first thing that is missing."""
-    import onnxruntime as ort
+    from inference.onnx_runtime import onnxruntime
+
+    ort = onnxruntime()
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return CudaCheck(False, "this onnxruntime build has no CUDA support (CPU-only package)")
@@ -71,7 +73,9 @@ def check_cuda() -> CudaCheck:
 
 def runtime_summary() -> str:
     """onnxruntime's package, version and the providers it was built with, in one line."""
-    import onnxruntime as ort
+    from inference.onnx_runtime import onnxruntime
+
+    ort = onnxruntime()
 
     try:
         from onnxruntime.capi import build_and_package_info as info
@@ -128,7 +132,9 @@ class OnnxRuntimeBackend:
         threads: int | None = None,
         session: Any = None,
     ):
-        import onnxruntime as ort
+        from inference.onnx_runtime import onnxruntime
+
+        ort = onnxruntime()
 
         self.model = model
         self.threads = threads or physical_cores()

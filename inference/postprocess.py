@@ -62,7 +62,10 @@ def find_lesions_guided(
     working-grid candidates costs a few. Each full-resolution component is kept only by the
     window of the candidate region it belongs to, so overlapping windows count it once.
     """
-    candidates = (working >= threshold).astype(np.uint8)
+    # The full-resolution map is zero outside the field of view (probability_to_full), whatever
+    # the model said there: so are the candidates. Without this a model that leaves the black
+    # corners unconstrained (its loss ignores them) turns them into one huge window.
+    candidates = ((working >= threshold) & geometry.fov_mask_working()).astype(np.uint8)
     # A wider dilation than the one pixel the argument needs merges nearby candidates into one
     # window: fewer, larger windows label faster, and components still fall in exactly one.
     support = cv2.dilate(candidates, np.ones((GROUPING_PX, GROUPING_PX), np.uint8))
@@ -87,7 +90,7 @@ def find_lesions_guided(
             continue
         window = probability[y0:y1, x0:x1]
         mask = (window >= threshold).astype(np.uint8)
-        n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        n, labels, stats, centroids = label_components(mask)
         for i in range(1, n):
             bx, by, bw, bh, area = (int(v) for v in stats[i])
             if area < min_area_px:
@@ -121,10 +124,7 @@ def lesions_from_mask(
     mask: np.ndarray, probability: np.ndarray | None, min_area_px: int = 1
 ) -> list[Lesion]:
     """Components of a binary mask; probabilities from `probability` when given (else 0)."""
-    mask8 = mask.astype(np.uint8, copy=False)
-    count, labels, stats, centroids = cv2.connectedComponentsWithStats(
-        mask8, connectivity=8, ltype=cv2.CV_32S
-    )
+    count, labels, stats, centroids = label_components(mask.astype(np.uint8, copy=False))
     found: list[tuple[int, tuple[int, int, int, int], tuple[float, float], float, float]] = []
     for i in range(1, count):
         x, y, w, h, area = (int(v) for v in stats[i])
@@ -140,6 +140,19 @@ def lesions_from_mask(
             (area, (x, y, w, h), (float(centroids[i][0]), float(centroids[i][1])), pmax, pmean)
         )
     return _numbered(found)
+
+
+def label_components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """8-connected components with their statistics, as cv2.connectedComponentsWithStats.
+
+    16-bit labels when they suffice: on a 12 MP photo that labels in 30 ms instead of 72
+    (half the memory to write). OpenCV refuses, rather than wraps, past 65535 components;
+    then 32-bit labels it is.
+    """
+    try:
+        return cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_16U)
+    except cv2.error:
+        return cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
 
 
 def _numbered(

@@ -8,7 +8,12 @@ import pytest
 from conftest import idrid_photo
 
 from inference import PreprocessRecipe, read_photo
-from inference.postprocess import find_lesions, find_lesions_guided, probability_to_full
+from inference.postprocess import (
+    find_lesions,
+    find_lesions_guided,
+    label_components,
+    probability_to_full,
+)
 from inference.preprocess import preprocess
 
 
@@ -51,6 +56,33 @@ def test_guided_lesions_equal_labelling_the_whole_photo(
         )
         assert a.centroid == pytest.approx(b.centroid, abs=1e-6)
         assert a.mean_probability == pytest.approx(b.mean_probability, abs=1e-6)
+
+
+def test_guided_lesions_ignore_what_the_model_says_outside_the_field_of_view(
+    geometry,
+) -> None:  # type: ignore[no-untyped-def]
+    # trained with the loss masked to the field of view, a model may say anything in the
+    # black corners; the map there is zero and no lesion may come from it
+    working = blobby_map(geometry.working_size, 3)
+    working[~geometry.fov_mask_working()] = 0.9
+    full = probability_to_full(working, geometry)
+    exact = find_lesions(full, 0.35, 30)
+    fast = find_lesions_guided(full, working, geometry, 0.35, 30)
+    assert len(exact) > 0
+    assert [(a.bbox, a.area_px) for a in fast] == [(b.bbox, b.area_px) for b in exact]
+
+
+def test_labelling_past_65535_components_gives_every_one_its_own_label() -> None:
+    mask = np.zeros((900, 900), np.uint8)
+    mask[::3, ::3] = 1  # 90,000 separate pixels: more than 16-bit labels can number
+    count, labels, stats, _ = label_components(mask)
+    assert count == 90_001 and labels.max() == 90_000
+    assert (stats[1:, cv2.CC_STAT_AREA] == 1).all()
+    small = np.zeros((50, 50), np.uint8)
+    small[10:20, 10:20] = 1
+    small[30:35, 30:45] = 1
+    count, labels, stats, _ = label_components(small)
+    assert count == 3 and sorted(stats[1:, cv2.CC_STAT_AREA]) == [75, 100]
 
 
 def test_probability_is_resampled_not_rescaled(geometry) -> None:  # type: ignore[no-untyped-def]

@@ -268,7 +268,18 @@ def test_frozen_batch_inference_writes_labels(frozen: Path, tmp_path: Path) -> N
     photo = sorted((REPO / "resources" / "samples").glob("*.jpg"))[0]
     out = tmp_path / "out"
     done = subprocess.run(
-        [str(frozen / "hemaview-infer"), str(photo), "--out", str(out)],
+        # a Triton server that is not there: the frozen Triton client must load, say so,
+        # and the photo is annotated here instead
+        [
+            str(frozen / "hemaview-infer"),
+            str(photo),
+            "--out",
+            str(out),
+            "--remote",
+            "127.0.0.1:9",
+            "--budget",
+            "0",
+        ],
         capture_output=True,
         text=True,
         env=clean_env(tmp_path),
@@ -276,6 +287,8 @@ def test_frozen_batch_inference_writes_labels(frozen: Path, tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert (out / f"{photo.stem}_HE.png").is_file() and (out / f"{photo.stem}.json").is_file()
+    assert "cannot be reached" in done.stdout + done.stderr
+    assert "1 here, 0 on the server" in done.stdout + done.stderr
 
 
 def test_deb_package_installs_the_app_commands_and_desktop_entry(

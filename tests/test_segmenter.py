@@ -169,3 +169,27 @@ def test_running_the_model_sends_no_telemetry(model_path: Path, tmp_path: Path) 
     )
     assert done.returncode == 0, done.stderr
     assert not list(tmp_path.rglob("Microsoft")), "onnxruntime wrote its telemetry id"
+
+
+def test_bundled_cuda_status_only_in_the_gpu_build_and_says_whether_libraries_load(
+    tmp_path: Path,
+) -> None:
+    """The GPU installer's runtime hook names its library folders; the self-test then says
+    whether the bundled CUDA and cuDNN load, which needs no GPU. Here the nvidia wheels of the
+    development environment stand in for the bundle (same layout, same loader)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from inference.backends.onnx_local import bundled_cuda_status as s; print(repr(s()))"
+    env = {k: v for k, v in os.environ.items() if k != "HEMAVIEW_BUNDLED_CUDA"}
+    plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert plain.stdout.strip() == "None", plain.stderr
+    gpu = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "HEMAVIEW_BUNDLED_CUDA": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert gpu.returncode == 0, gpu.stderr
+    assert "bundled CUDA 13." in gpu.stdout and "libraries load" in gpu.stdout, gpu.stdout

@@ -7,12 +7,11 @@ sample photo. Exits non-zero on any failure.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
 from inference import HemaviewError, Segmenter, __version__
-from inference.backends.onnx_local import runtime_summary
+from inference.backends.onnx_local import bundled_cuda_status, runtime_summary
 from inference.photo_io import is_photo_path
 from inference.resources import sample_photos_dir, shipped_model_path
 
@@ -46,9 +45,9 @@ def run_selftest(model_path: str | None = None) -> int:
     except ImportError as exc:
         line(False, f"onnxruntime cannot be imported: {exc}")
         return 1
-    bundled = os.environ.get("HEMAVIEW_BUNDLED_CUDA")
-    if bundled:  # set by the GPU build's runtime hook
-        print(f"bundled CUDA libraries: {bundled}")
+    bundled = bundled_cuda_status()  # the GPU installer's build only
+    if bundled is not None:
+        line(" do not load" not in bundled, bundled)
     path = model_path or str(shipped_model_path())
     try:
         t0 = time.perf_counter()

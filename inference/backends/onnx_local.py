@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ import numpy as np
 from inference.backends.base import register_backend
 from inference.errors import BackendError, ModelContractError
 from inference.model_file import ModelFile
+from inference.onnx_runtime import onnxruntime
 from inference.system import physical_cores
 
 
@@ -29,10 +31,7 @@ class CudaCheck:
 
 def check_cuda() -> CudaCheck:
     """Can the CUDA provider bind here? Explains the first thing that is missing."""
-    from inference.onnx_runtime import onnxruntime
-
     ort = onnxruntime()
-
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return CudaCheck(False, "this onnxruntime build has no CUDA support (CPU-only package)")
     driver = _load_driver()
@@ -71,10 +70,28 @@ def check_cuda() -> CudaCheck:
     return CudaCheck(True, f"NVIDIA driver with CUDA {have[0]}.{have[1]}, {count.value} GPU(s)")
 
 
+def bundled_cuda_status() -> str | None:
+    """In the GPU installer's build: do its bundled CUDA and cuDNN libraries load? None in any
+    other install. Loading them needs no driver, so a clinic's IT can tell "install the NVIDIA
+    driver" apart from "the installation is broken" before a GPU is there."""
+    bundled = os.environ.get("HEMAVIEW_BUNDLED_CUDA")  # set by the build's runtime hook
+    if not bundled:
+        return None
+    ort = onnxruntime()
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        with contextlib.suppress(Exception):
+            preload(cuda=True, cudnn=True, msvc=sys.platform == "win32", directory=None)
+    needed = _needed_cuda_version()
+    missing = _missing_libraries(needed[0] if needed else 13)
+    if missing:
+        return f"bundled CUDA libraries in {bundled} do not load: {', '.join(missing)}"
+    cuda = f"CUDA {needed[0]}.{needed[1]}" if needed else "CUDA"
+    return f"bundled {cuda} and cuDNN 9 libraries load"
+
+
 def runtime_summary() -> str:
     """onnxruntime's package, version and the providers it was built with, in one line."""
-    from inference.onnx_runtime import onnxruntime
-
     ort = onnxruntime()
 
     try:
@@ -132,10 +149,7 @@ class OnnxRuntimeBackend:
         threads: int | None = None,
         session: Any = None,
     ):
-        from inference.onnx_runtime import onnxruntime
-
         ort = onnxruntime()
-
         self.model = model
         self.threads = threads or physical_cores()
         if session is not None:  # injected by tests

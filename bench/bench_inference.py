@@ -16,21 +16,23 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from inference import Segmenter  # noqa: E402
+from inference.onnx_runtime import onnxruntime  # noqa: E402
 from inference.system import physical_cores  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "idrid-hemorrhage" / "images"
 
 
-def bare_session(model_data: bytes) -> ort.InferenceSession:
+def bare_session(model_data: bytes) -> Any:
     """The same session options Segmenter's CPU backend uses, with nothing around it."""
+    ort = onnxruntime()  # with its telemetry off, as the app has it
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = physical_cores()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from inference.contract import ModelContract, file_sha256
 from inference.errors import ModelContractError
+from inference.onnx_runtime import onnxruntime
 from inference.resources import shipped_model_path
 
 
@@ -63,8 +64,6 @@ class ModelFile:
 
 def _read_metadata(data: bytes, path: Path) -> tuple[dict[str, str], list[str], list[str]]:
     """Metadata and I/O names via onnxruntime, without optimising or placing the graph."""
-    from inference.onnx_runtime import onnxruntime
-
     ort = onnxruntime()
 
     options = ort.SessionOptions()

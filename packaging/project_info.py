@@ -3,7 +3,7 @@
 Used by the PyInstaller spec, `packaging/build` and the Windows installer template, so the
 name and version are written in one place only. Run as a script:
 
-    python packaging/project_info.py name|version|folder FLAVOUR|requirements FLAVOUR
+    python packaging/project_info.py name|version|description|folder FLAVOUR|requirements FLAVOUR
 """
 
 from __future__ import annotations
@@ -114,6 +114,8 @@ def main(argv: list[str]) -> int:
         print(name())
     elif what == "version":
         print(version())
+    elif what == "description":
+        print(description())
     elif what == "folder" and len(rest) == 1:
         print(folder_name(rest[0]))
     elif what == "requirements" and len(rest) == 1:

@@ -49,11 +49,16 @@ class DataWarning(UserWarning):
     """Something in the data is suspicious but usable (an empty mask, a mask without photo)."""
 
 
-def default_data_dir() -> Path:
-    """`../shared/data/idrid-hemorrhage` beside the repository, or under $HEMAVIEW_DATA."""
+def data_root() -> Path:
+    """The folder holding idrid-hemorrhage/ and idrid-unlabeled/: `../shared/data` beside the
+    repository, or $HEMAVIEW_DATA (a GPU machine gets a packed copy: scripts/pack-gpu-data)."""
     override = os.environ.get("HEMAVIEW_DATA")
-    base = Path(override) if override else REPO_ROOT.parent / "shared" / "data"
-    return base / IDRID_NAME
+    return Path(override) if override else REPO_ROOT.parent / "shared" / "data"
+
+
+def default_data_dir() -> Path:
+    """`idrid-hemorrhage` under data_root()."""
+    return data_root() / IDRID_NAME
 
 
 def default_cache_dir() -> Path:

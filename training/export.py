@@ -29,6 +29,7 @@ from inference.contract import (
     PreprocessRecipe,
     stamp_sha256,
 )
+from inference.onnx_runtime import onnxruntime
 from training.model import HemaviewNet, PixelInputWrapper
 
 INPUT_NAME = "pixels"
@@ -143,8 +144,6 @@ def parity_check(
     wrapper: PixelInputWrapper, path: Path, shape: tuple[int, int, int] = (2, 352, 480)
 ) -> float:
     """ONNX Runtime against torch at a size other than the export size; returns the max error."""
-    from inference.onnx_runtime import onnxruntime
-
     ort = onnxruntime()
 
     rng = np.random.default_rng(0)

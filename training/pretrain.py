@@ -38,17 +38,12 @@ from inference.errors import NotFundusError
 from training.augment import MOCO_AUGMENT, moco_views
 from training.cache import load_preprocessed
 from training.configs import add_dataclass_args, dataclass_from_args, to_jsonable
+from training.data import data_root
 from training.moco import MoCo, info_nce, top1
 from training.model import HemaviewNet, ModelConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# $HEMAVIEW_DATA names the folder holding idrid-hemorrhage/ and idrid-unlabeled/, as for
-# training.data (a GPU machine gets a packed copy: scripts/pack-gpu-data).
-DEFAULT_DATA_DIR = (
-    Path(os.environ["HEMAVIEW_DATA"])
-    if os.environ.get("HEMAVIEW_DATA")
-    else REPO_ROOT.parent / "shared" / "data"
-) / "idrid-unlabeled"
+DEFAULT_DATA_DIR = data_root() / "idrid-unlabeled"
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 CHECKPOINT = "checkpoint.pt"
 ENCODER_FILE = "encoder.pt"

@@ -59,6 +59,7 @@ from inference.atomic import atomic_write_bytes
 from inference.contract import SHA256_PLACEHOLDER, ModelContract, stamp_sha256
 from inference.errors import ModelContractError, NotFundusError
 from inference.model_file import ModelFile
+from inference.onnx_runtime import onnxruntime
 from inference.preprocess import read_for_model
 from inference.segmenter import Segmenter
 from inference.system import physical_cores
@@ -326,8 +327,6 @@ def record_evaluation(int8_path: Path, result: dict[str, Any]) -> ModelContract:
 
 
 def _session(model: ModelFile, threads: int) -> Any:
-    from inference.onnx_runtime import onnxruntime
-
     ort = onnxruntime()
 
     options = ort.SessionOptions()  # the CPU backend's settings (inference.backends)

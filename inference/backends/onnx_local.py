@@ -57,14 +57,7 @@ def check_cuda() -> CudaCheck:
     count = ctypes.c_int(0)
     if driver.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value == 0:
         return CudaCheck(False, "the NVIDIA driver found no GPU")
-    # onnxruntime-gpu can load CUDA and cuDNN from the nvidia-* wheels (and our installer's
-    # bundle); preloading first makes that work on Windows too.
-    preload = getattr(ort, "preload_dlls", None)
-    if preload is not None:
-        # best effort: the library check below says what is missing
-        with contextlib.suppress(Exception):
-            preload(cuda=True, cudnn=True, msvc=sys.platform == "win32", directory=None)
-    missing = _missing_libraries(needed[0] if needed else 13)
+    missing = _load_cuda_libraries(ort, needed)
     if missing:
         return CudaCheck(False, f"CUDA libraries are missing: {', '.join(missing)}")
     return CudaCheck(True, f"NVIDIA driver with CUDA {have[0]}.{have[1]}, {count.value} GPU(s)")
@@ -77,13 +70,8 @@ def bundled_cuda_status() -> str | None:
     bundled = os.environ.get("HEMAVIEW_BUNDLED_CUDA")  # set by the build's runtime hook
     if not bundled:
         return None
-    ort = onnxruntime()
-    preload = getattr(ort, "preload_dlls", None)
-    if preload is not None:
-        with contextlib.suppress(Exception):
-            preload(cuda=True, cudnn=True, msvc=sys.platform == "win32", directory=None)
     needed = _needed_cuda_version()
-    missing = _missing_libraries(needed[0] if needed else 13)
+    missing = _load_cuda_libraries(onnxruntime(), needed)
     if missing:
         return f"bundled CUDA libraries in {bundled} do not load: {', '.join(missing)}"
     cuda = f"CUDA {needed[0]}.{needed[1]}" if needed else "CUDA"
@@ -122,6 +110,18 @@ def _needed_cuda_version() -> tuple[int, int] | None:
         return major, minor
     except Exception:
         return None
+
+
+def _load_cuda_libraries(ort: Any, needed: tuple[int, int] | None) -> list[str]:
+    """Preload CUDA and cuDNN the way onnxruntime-gpu finds them (the nvidia-* wheels, or our
+    installer's bundle in the same layout; preloading makes that work on Windows too), then
+    name the libraries that still do not load."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        # best effort: the check below says what is missing
+        with contextlib.suppress(Exception):
+            preload(cuda=True, cudnn=True, msvc=sys.platform == "win32", directory=None)
+    return _missing_libraries(needed[0] if needed else 13)
 
 
 def _missing_libraries(cuda_major: int) -> list[str]:

@@ -50,7 +50,8 @@ from inference.model_file import ModelFile  # noqa: E402
 from inference.system import physical_cores  # noqa: E402
 from inference.triton_repo import RepoSettings, write_repository  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data" / "idrid-hemorrhage" / "images"
+# the IDRiD photos inside the repository (tests/data); --data takes any folder of them
+DATA = REPO / "tests" / "data" / "idrid-hemorrhage" / "images"
 
 
 #: CPU seconds per photo of this process (all its threads) in the last `rate` call: on a

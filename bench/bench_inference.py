@@ -27,7 +27,8 @@ from inference import Segmenter  # noqa: E402
 from inference.onnx_runtime import onnxruntime  # noqa: E402
 from inference.system import physical_cores  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data" / "idrid-hemorrhage" / "images"
+# the IDRiD photos inside the repository (tests/data); --data takes any folder of them
+DATA = REPO / "tests" / "data" / "idrid-hemorrhage" / "images"
 
 
 def bare_session(model_data: bytes) -> Any:

@@ -46,17 +46,18 @@ from inference.preprocess import read_for_model  # noqa: E402
 from inference.resources import shipped_model_path  # noqa: E402
 from inference.system import physical_cores  # noqa: E402
 from training.augment import moco_views  # noqa: E402
-from training.data import default_cache_dir, load_labelled_set  # noqa: E402
+from training.data import data_root, default_cache_dir, load_labelled_set  # noqa: E402
 from training.finetune import FinetuneConfig, PatchSampler, build_net  # noqa: E402
 from training.losses import total_loss  # noqa: E402
 from training.moco import MoCo, info_nce  # noqa: E402
 from training.model import normalise  # noqa: E402
 from training.pretrain import auto_bn_splits, list_photos, load_pool  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data"
+# The training data where the pipeline finds it (HEMAVIEW_DATA), else the tests' own photos.
+DATA = data_root() if data_root().is_dir() else REPO / "tests" / "data"
 LABELLED = DATA / "idrid-hemorrhage"
-UNLABELED = DATA / "idrid-unlabeled"
-FINETUNE_PHOTOS = ["IDRiD_01", "IDRiD_02", "IDRiD_05", "IDRiD_10"]
+UNLABELED = DATA / "idrid-unlabeled" if (DATA / "idrid-unlabeled").is_dir() else LABELLED
+FINETUNE_PHOTOS = ["IDRiD_01", "IDRiD_02", "IDRiD_05", "IDRiD_17"]
 
 
 def alternate(

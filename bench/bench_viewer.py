@@ -31,7 +31,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-DATA = REPO.parent / "shared" / "data" / "idrid-hemorrhage"
+# the IDRiD photos inside the repository (tests/data); --data takes any IDRiD-style folder
+DATA = REPO / "tests" / "data" / "idrid-hemorrhage"
 FRAME_MS = 1000 / 60
 
 

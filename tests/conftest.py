@@ -11,22 +11,21 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("HEMAVIEW_DATA", REPO.parent / "shared" / "data"))
+# The tests' own photos, inside the repository (tests/data/README.md says which and why).
+DATA = REPO / "tests" / "data"
 IDRID = DATA / "idrid-hemorrhage"
+#: The IDRiD photos in tests/data; IDRiD_43 has no haemorrhage mask (not annotated).
+IDRID_NUMBERS = (1, 2, 3, 4, 5, 17, 29, 43)
 
 
 def idrid_photo(number: int) -> Path:
+    assert number in IDRID_NUMBERS, f"IDRiD_{number:02d} is not among the test photos"
     return IDRID / "images" / f"IDRiD_{number:02d}.jpg"
 
 
 def idrid_mask(number: int) -> Path:
+    assert number in IDRID_NUMBERS and number != 43, f"IDRiD_{number:02d} has no test mask"
     return IDRID / "masks" / f"IDRiD_{number:02d}_HE.tif"
-
-
-@pytest.fixture(scope="session")
-def data_dir() -> Path:
-    assert IDRID.is_dir(), f"the IDRiD data are missing at {IDRID} (set HEMAVIEW_DATA)"
-    return DATA
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,8 @@ from inference.labels import read_mask
 @pytest.fixture(scope="module")
 def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("photos")
-    shutil.copy(idrid_photo(7), folder / "IDRiD_07.jpg")
-    shutil.copy(idrid_photo(8), folder / "안저사진_08.jpg")  # Korean file names are normal
+    shutil.copy(idrid_photo(1), folder / "IDRiD_01.jpg")
+    shutil.copy(idrid_photo(2), folder / "안저사진_02.jpg")  # Korean file names are normal
     (folder / "notes.txt").write_text("not a photo, and not named like one")
     return folder
 
@@ -34,7 +34,7 @@ def test_folder_of_good_photos_exits_zero_with_all_outputs(
     err = capsys.readouterr().err
     assert code == 0, err
     assert "2 of 2 photos annotated" in err
-    for stem in ("IDRiD_07", "안저사진_08"):
+    for stem in ("IDRiD_01", "안저사진_02"):
         label = read_mask(out / f"{stem}_HE.png")
         prob = np.asarray(Image.open(out / f"{stem}_prob.png"))
         record = json.loads((out / f"{stem}.json").read_text())
@@ -52,9 +52,9 @@ def test_folder_of_good_photos_exits_zero_with_all_outputs(
 def test_bad_files_are_listed_with_reasons_and_exit_one(model_path: Path, tmp_path: Path) -> None:
     folder = tmp_path / "mixed"
     folder.mkdir()
-    shutil.copy(idrid_photo(9), folder / "good.jpg")
+    shutil.copy(idrid_photo(3), folder / "good.jpg")
     (folder / "empty.jpg").write_bytes(b"")
-    (folder / "truncated.jpg").write_bytes(idrid_photo(10).read_bytes()[:150_000])
+    (folder / "truncated.jpg").write_bytes(idrid_photo(4).read_bytes()[:150_000])
     (folder / "text.png").write_text("hello")
     Image.new("RGB", (800, 600), (128, 128, 128)).save(folder / "grey.png")
     out = tmp_path / "out"
@@ -111,8 +111,8 @@ def test_usage_errors_exit_two(
 def test_a_crash_while_writing_leaves_the_previous_results_whole(
     model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    photo = tmp_path / "IDRiD_11.jpg"
-    shutil.copy(idrid_photo(11), photo)
+    photo = tmp_path / "IDRiD_05.jpg"
+    shutil.copy(idrid_photo(5), photo)
     out = tmp_path / "out"
     assert cli.main([str(photo), "--out", str(out), "--model", str(model_path)]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -136,5 +136,5 @@ def test_a_crash_while_writing_leaves_the_previous_results_whole(
     after = {p.name: p.read_bytes() for p in out.iterdir()}
     assert set(after) == set(before)  # no temporary files left behind
     # the label pair is untouched: its PNG write was the one that failed
-    assert after["IDRiD_11_HE.png"] == before["IDRiD_11_HE.png"]
-    assert after["IDRiD_11.json"] == before["IDRiD_11.json"]
+    assert after["IDRiD_05_HE.png"] == before["IDRiD_05_HE.png"]
+    assert after["IDRiD_05.json"] == before["IDRiD_05.json"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import IDRID, idrid_photo
+from conftest import IDRID, IDRID_NUMBERS, idrid_photo
 
 from inference.contract import PreprocessRecipe
 from training.data import (
@@ -75,7 +75,7 @@ def small_config(**changes: object) -> FinetuneConfig:
 
 def test_idrid_43_is_not_annotated_never_an_empty_mask(data: LabelledSet) -> None:
     records = {r.name: r for r in scan_idrid(IDRID)}
-    assert len(records) == 54
+    assert len(records) == len(IDRID_NUMBERS)
     assert records["IDRiD_43"].mask_path is None
     assert all(r.mask_path is not None for name, r in records.items() if name != "IDRiD_43")
     sample = data.by_name()["IDRiD_43"]
@@ -164,6 +164,45 @@ def test_data_errors_are_clear(tmp_path: Path, cache_dir: Path) -> None:
     broken.write_bytes(b"\xff\xd8\xff not really a jpeg")
     with pytest.raises(DatasetError, match=r"broken\.jpg"):
         load_sample(PhotoRecord("broken", broken, None, "idrid"), recipe, cache_dir)
+
+
+def test_training_without_its_data_says_where_to_get_idrid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.cli import main as train_main
+
+    monkeypatch.delenv("HEMAVIEW_DATA", raising=False)
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    commands = (
+        ["finetune", "--out", str(tmp_path / "run")],
+        ["pretrain", "--out-dir", str(tmp_path / "pretrain")],
+    )
+    for command in commands:
+        code = train_main(["--data", str(empty), *command])  # HEMAVIEW_DATA=DIR, as a flag
+        err = capsys.readouterr().err
+        assert code == 1, err
+        # where the data was looked for, where to get it, and how to lay it out
+        assert str(empty) in err and "idrid.grand-challenge.org" in err
+        assert "3. Haemorrhages" in err and "HEMAVIEW_DATA" in err
+        assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_idrids_own_archive_layout_is_read_as_it_comes(tmp_path: Path) -> None:
+    """The unpacked 'A. Segmentation' folder, with IDRiD's own sub-folder names."""
+    root = tmp_path / "A. Segmentation"
+    images = root / "1. Original Images" / "a. Training Set"
+    masks = root / "2. All Segmentation Groundtruths" / "a. Training Set" / "3. Haemorrhages"
+    images.mkdir(parents=True)
+    masks.mkdir(parents=True)
+    for name in ("IDRiD_01", "IDRiD_43"):
+        (images / f"{name}.jpg").symlink_to(IDRID / "images" / f"{name}.jpg")
+    (masks / "IDRiD_01_HE.tif").symlink_to(IDRID / "masks" / "IDRiD_01_HE.tif")
+    for given in (root, tmp_path):
+        records = {r.name: r for r in scan_idrid(given)}
+        assert sorted(records) == ["IDRiD_01", "IDRiD_43"]
+        assert records["IDRiD_01"].mask_path == masks / "IDRiD_01_HE.tif"
+        assert records["IDRiD_43"].mask_path is None
 
 
 def test_folds_are_by_photo_seeded_and_stratified() -> None:

@@ -31,9 +31,9 @@ def private_user_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 def photo_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "photos"
     folder.mkdir()
-    shutil.copy(idrid_photo(12), folder / "IDRiD_12.jpg")
-    shutil.copy(idrid_photo(13), folder / "IDRiD_13.jpg")
-    (folder / "broken.jpg").write_bytes(idrid_photo(14).read_bytes()[:5000])
+    shutil.copy(idrid_photo(2), folder / "IDRiD_02.jpg")
+    shutil.copy(idrid_photo(17), folder / "IDRiD_17.jpg")
+    (folder / "broken.jpg").write_bytes(idrid_photo(4).read_bytes()[:5000])
     return folder
 
 
@@ -49,7 +49,7 @@ def open_window(qtbot, segmenter: Segmenter | None, folder: Path) -> MainWindow:
         window.open_sources([str(folder)])
     window.cancel_preannotation()
     with qtbot.waitSignal(window.loader.loaded, timeout=120_000):
-        window.photos.set_current(folder / "IDRiD_12.jpg")
+        window.photos.set_current(folder / "IDRiD_02.jpg")
     return window
 
 
@@ -59,9 +59,9 @@ def test_open_folder_overlay_threshold_paint_undo_save_reload(
     window = open_window(qtbot, segmenter, photo_folder)
     assert window.current is not None
     doc = window.current.document
-    assert doc.path.name == "IDRiD_12.jpg" and doc.has_model
+    assert doc.path.name == "IDRiD_02.jpg" and doc.has_model
     names = [e.name for e in window.photos.library.entries]
-    assert names == ["broken.jpg", "IDRiD_12.jpg", "IDRiD_13.jpg"]
+    assert names == ["broken.jpg", "IDRiD_02.jpg", "IDRiD_17.jpg"]
 
     # the overlay toggles with one action and the mask is untouched by it
     before = doc.mask.copy()
@@ -93,7 +93,7 @@ def test_open_folder_overlay_threshold_paint_undo_save_reload(
     window.acts["status_accepted"].trigger()
     assert window.save()
     label_dir = photo_folder / "hemaview-labels"
-    loaded = load_label(label_dir, photo_folder / "IDRiD_12.jpg")
+    loaded = load_label(label_dir, photo_folder / "IDRiD_02.jpg")
     assert loaded is not None
     mask, record = loaded
     assert np.array_equal(mask, edited)  # bit-exact
@@ -108,7 +108,7 @@ def test_open_folder_overlay_threshold_paint_undo_save_reload(
     assert again.current is not None
     assert again.current.document.status == "accepted"
     assert np.array_equal(again.current.document.mask, edited)
-    entry = again.photos.library.entry(photo_folder / "IDRiD_12.jpg")
+    entry = again.photos.library.entry(photo_folder / "IDRiD_02.jpg")
     assert entry is not None and entry.status == "accepted"
     again.close()
 
@@ -137,7 +137,7 @@ def test_a_missing_model_leaves_a_working_viewer(qtbot, photo_folder: Path, tmp_
     with qtbot.waitSignal(window.loader.load_failed, timeout=60_000):
         window.open_sources([str(photo_folder)])  # broken.jpg comes first
     with qtbot.waitSignal(window.loader.loaded, timeout=60_000):
-        window.photos.set_current(photo_folder / "IDRiD_13.jpg")
+        window.photos.set_current(photo_folder / "IDRiD_17.jpg")
     assert window.current is not None and not window.current.document.has_model
     assert "no model" in (window.current.prediction_error or "")
     window.close()
@@ -198,6 +198,6 @@ def test_a_read_only_photo_folder_asks_for_a_label_folder(  # type: ignore[no-un
     assert window.current is not None
     window.current.document.set_status("accepted")
     assert window.save()
-    assert (chosen / "IDRiD_12_HE.png").exists() and (chosen / "IDRiD_12.json").exists()
+    assert (chosen / "IDRiD_02_HE.png").exists() and (chosen / "IDRiD_02.json").exists()
     assert not (photo_folder / "hemaview-labels").exists()
     window.close()

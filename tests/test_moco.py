@@ -38,8 +38,8 @@ from training.pretrain import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("HEMAVIEW_DATA", REPO.parent / "shared" / "data"))
-UNLABELED = DATA / "idrid-unlabeled"
+# Any folder of fundus photos pretrains; the tests' own IDRiD photos serve as the pool.
+UNLABELED = REPO / "tests" / "data" / "idrid-hemorrhage" / "images"
 WORKING = 128
 CROP = 64
 

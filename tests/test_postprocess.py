@@ -32,7 +32,7 @@ def blobby_map(size: int, seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def geometry():  # type: ignore[no-untyped-def]
-    photo = read_photo(idrid_photo(14), min_side=1280)
+    photo = read_photo(idrid_photo(17), min_side=1280)
     return preprocess(photo.rgb, PreprocessRecipe(), full_size=(photo.width, photo.height)).geometry
 
 

@@ -22,7 +22,7 @@ def synthetic_fundus(h: int, w: int, cx: float, cy: float, r: float, seed: int =
     return np.where(inside, img + noise, img).astype(np.uint8)
 
 
-@pytest.mark.parametrize("number", [1, 13, 27, 43, 54])
+@pytest.mark.parametrize("number", [1, 17, 29, 43])
 def test_fov_found_on_real_idrid_photos(number: int) -> None:
     photo = read_photo(idrid_photo(number))
     fov = find_fov(photo.rgb)

@@ -1,4 +1,8 @@
-"""`hemaview-train`: pretrain, finetune, compare, ship, export.
+"""`hemaview-train [--data DIR] COMMAND ...`: pretrain, finetune, compare, ship, export.
+
+--data DIR names the folder holding idrid-hemorrhage/ (images/, masks/) and idrid-unlabeled/
+(the same as HEMAVIEW_DATA=DIR); a command's --data-dir names one folder instead. IDRiD is not
+shipped with the repository: the README's training section says where to get it.
 
 hemaview-train pretrain [...]      MoCo v2 pretraining of the encoder (training.pretrain)
 hemaview-train finetune --out DIR  fine-tune on the labelled photos (resumes DIR)
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -141,8 +146,31 @@ def export_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def _take_data_option(argv: list[str]) -> list[str]:
+    """Strip `--data DIR` (or `--data=DIR`) from anywhere in argv into HEMAVIEW_DATA, which
+    every command's default data folders are read from."""
+    rest: list[str] = []
+    items = iter(argv)
+    for arg in items:
+        if arg == "--data":
+            value = next(items, None)
+            if value is None:
+                raise ValueError("--data needs a folder")
+            os.environ["HEMAVIEW_DATA"] = str(Path(value).resolve())
+        elif arg.startswith("--data="):
+            os.environ["HEMAVIEW_DATA"] = str(Path(arg.partition("=")[2]).resolve())
+        else:
+            rest.append(arg)
+    return rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = _take_data_option(argv)
+    except ValueError as exc:
+        print(f"hemaview-train: {exc}", file=sys.stderr)
+        return 2
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(__doc__)
         if argv and argv[0] not in ("-h", "--help"):

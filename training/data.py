@@ -49,9 +49,29 @@ class DataWarning(UserWarning):
     """Something in the data is suspicious but usable (an empty mask, a mask without photo)."""
 
 
+#: Where IDRiD comes from; the repository ships only the tests' eight photos (tests/data).
+IDRID_SOURCE = (
+    "IDRiD (CC BY 4.0) is not part of the repository. Download it from its official page, "
+    "https://idrid.grand-challenge.org/ (the files are on IEEE DataPort: "
+    "https://ieee-dataport.org/open-access/indian-diabetic-retinopathy-image-dataset-idrid). "
+    "Either name the unpacked 'A. Segmentation' folder directly, or lay it out as "
+    "DATA/idrid-hemorrhage/images/IDRiD_NN.jpg (from 'A. Segmentation/1. Original Images/"
+    "a. Training Set') and DATA/idrid-hemorrhage/masks/IDRiD_NN_HE.tif (from 'A. Segmentation/"
+    "2. All Segmentation Groundtruths/a. Training Set/3. Haemorrhages'); MoCo pretraining "
+    "reads any fundus photos from DATA/idrid-unlabeled/images (IDRiD's 'B. Disease Grading' "
+    "photos, without those of the segmentation test split). Then pass --data DATA "
+    "(or set HEMAVIEW_DATA=DATA), or give one folder with --data-dir."
+)
+
+#: IDRiD's own archive layout, relative to its 'A. Segmentation' folder.
+OFFICIAL_IMAGES = Path("1. Original Images") / "a. Training Set"
+OFFICIAL_MASKS = Path("2. All Segmentation Groundtruths") / "a. Training Set" / "3. Haemorrhages"
+
+
 def data_root() -> Path:
-    """The folder holding idrid-hemorrhage/ and idrid-unlabeled/: `../shared/data` beside the
-    repository, or $HEMAVIEW_DATA (a GPU machine gets a packed copy: scripts/pack-gpu-data)."""
+    """The folder holding idrid-hemorrhage/ and idrid-unlabeled/: $HEMAVIEW_DATA (set by
+    `hemaview-train --data DIR`), else the team's `../shared/data` beside the repository,
+    a convenience of the build machines that nothing requires."""
     override = os.environ.get("HEMAVIEW_DATA")
     return Path(override) if override else REPO_ROOT.parent / "shared" / "data"
 
@@ -59,6 +79,20 @@ def data_root() -> Path:
 def default_data_dir() -> Path:
     """`idrid-hemorrhage` under data_root()."""
     return data_root() / IDRID_NAME
+
+
+def idrid_folders(data_dir: Path) -> tuple[Path, Path] | None:
+    """(images, masks) of an IDRiD haemorrhage set: our layout (images/, masks/) or IDRiD's
+    own archive (the 'A. Segmentation' folder, or the folder above it); None if neither."""
+    data_dir = Path(data_dir)
+    candidates = [(data_dir / "images", data_dir / "masks")] + [
+        (root / OFFICIAL_IMAGES, root / OFFICIAL_MASKS)
+        for root in (data_dir, data_dir / "A. Segmentation")
+    ]
+    for images, masks in candidates:
+        if images.is_dir() and masks.is_dir():
+            return images, masks
+    return None
 
 
 def default_cache_dir() -> Path:
@@ -143,18 +177,15 @@ class LabelledSet:
 def scan_idrid(data_dir: Path) -> list[PhotoRecord]:
     """IDRiD's layout: images/NAME.jpg with masks/NAME_HE.tif (a missing mask: not annotated)."""
     data_dir = Path(data_dir)
-    images_dir, masks_dir = data_dir / "images", data_dir / "masks"
     if not data_dir.is_dir():
+        raise DatasetError(f"{data_dir}: the IDRiD data folder does not exist. {IDRID_SOURCE}")
+    folders = idrid_folders(data_dir)
+    if folders is None:
         raise DatasetError(
-            f"{data_dir}: the data folder does not exist. Give the IDRiD haemorrhage folder "
-            f"(it holds images/ and masks/) with --data-dir, or set HEMAVIEW_DATA to the folder "
-            f"above it."
+            f"{data_dir}: not an IDRiD haemorrhage folder (expected images/IDRiD_NN.jpg and "
+            f"masks/IDRiD_NN_HE.tif inside it). {IDRID_SOURCE}"
         )
-    if not images_dir.is_dir() or not masks_dir.is_dir():
-        raise DatasetError(
-            f"{data_dir}: not an IDRiD haemorrhage folder: expected images/IDRiD_NN.jpg and "
-            f"masks/IDRiD_NN_HE.tif inside it"
-        )
+    images_dir, masks_dir = folders
     images = sorted(
         p
         for p in images_dir.iterdir()

@@ -38,12 +38,11 @@ from inference.errors import NotFundusError
 from training.augment import MOCO_AUGMENT, moco_views
 from training.cache import load_preprocessed
 from training.configs import add_dataclass_args, dataclass_from_args, to_jsonable
-from training.data import data_root
+from training.data import IDRID_SOURCE, data_root
 from training.moco import MoCo, info_nce, top1
 from training.model import HemaviewNet, ModelConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = data_root() / "idrid-unlabeled"
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 CHECKPOINT = "checkpoint.pt"
 ENCODER_FILE = "encoder.pt"
@@ -80,7 +79,8 @@ class WeightKeysError(RuntimeError):
 @dataclass
 class PretrainConfig:
     data_dir: str = field(
-        default=str(DEFAULT_DATA_DIR),
+        # read when the config is made, so `hemaview-train --data DIR` applies
+        default_factory=lambda: str(data_root() / "idrid-unlabeled"),
         metadata={"help": "unlabeled photos (or a folder with images/)"},
     )
     out_dir: str = field(
@@ -178,6 +178,10 @@ def auto_bn_splits(batch: int) -> int:
 
 def list_photos(data_dir: Path, limit: int = 0) -> list[Path]:
     folder = data_dir / "images" if (data_dir / "images").is_dir() else data_dir
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{folder}: the folder of unlabeled photos does not exist. {IDRID_SOURCE}"
+        )
     photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
     if not photos:
         raise FileNotFoundError(f"no photos in {folder}")

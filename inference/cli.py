@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from inference.atomic import atomic_write_bytes
-from inference.errors import HemaviewError
+from inference.errors import HemaviewError, NotFundusError
 from inference.labels import (
     LesionDecision,
     ModelInfo,
@@ -86,7 +86,14 @@ def write_outputs(out_dir: Path, photo_path: Path, prediction: Prediction) -> li
         reviewer="",
         created=stamp,
         modified=stamp,
-        model=ModelInfo(prov.model_name, prov.model_sha256, prediction.threshold, prov.device),
+        model=ModelInfo(
+            prov.model_name,
+            prov.model_sha256,
+            prediction.threshold,
+            prov.device,
+            fov_method=prov.fov.get("method", "circle"),
+            forced=bool(prov.fov.get("forced", False)),
+        ),
         changes=None,
         source="model",
         lesions=tuple(
@@ -155,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--recursive", action="store_true", help="look for photos in sub-folders too"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="run the model on photos refused as not fundus photographs too, on the whole "
+        "frame (recorded in each photo's provenance)",
     )
     remote = parser.add_argument_group("remote Triton server")
     remote.add_argument(
@@ -296,15 +309,23 @@ def main(argv: list[str] | None = None) -> int:
         budget = dispatcher.budget_for(len(photos))
         print(f"remote: {remote.describe()}, budget {budget:g} s", file=err)
         results = (
-            (item.source, item.result) for item in dispatcher.run(photos, threshold=args.threshold)
+            (item.source, item.result)
+            for item in dispatcher.run(photos, threshold=args.threshold, force=args.force)
         )
     else:
-        results = segmenter.predict_many(photos, threshold=args.threshold)
+        results = segmenter.predict_many(photos, threshold=args.threshold, force=args.force)
+    estimated: list[tuple[Path, str]] = []
     for done, (source, result) in enumerate(results, start=1):
         path = Path(str(source))
         if isinstance(result, PhotoFailure):
-            failures.append((path, result.message))
+            message = result.message
+            if isinstance(result.error, NotFundusError):
+                message += " (--force runs the model on it anyway)"
+            failures.append((path, message))
         else:
+            fov = result.geometry.fov
+            if fov.estimated:
+                estimated.append((path, fov.note))
             try:
                 write_outputs(args.out, path, result)
             except (HemaviewError, OSError) as exc:
@@ -317,6 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     segmenter.close()
     ok = len(photos) - len(failures)
     print(f"{ok} of {len(photos)} photos annotated into {args.out}", file=err)
+    if estimated:
+        # Not failures: each has its result, but its overlay may be off near the edge.
+        print(f"{len(estimated)} with an estimated field of view (check them):", file=err)
+        for path, note in estimated:
+            print(f"  {path}: {note}", file=err)
     if failures:
         print(f"{len(failures)} failed:", file=err)
         for path, message in failures:

@@ -20,7 +20,9 @@ from typing import Any
 
 from inference.errors import ModelContractError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Schemas this version reads. 2 added the adaptive field-of-view detector's parameters.
+READABLE_SCHEMAS = (1, 2)
 PREFIX = "hemaview."
 
 # Every key the contract defines. Values are strings; structured values are JSON.
@@ -60,7 +62,7 @@ REQUIRED_KEYS = (
     KEY_SHA256,
 )
 
-#: The only input layout schema 1 knows: RGB pixels as uint8, batch first, channels last.
+#: The only input layout schemas 1 and 2 know: RGB pixels as uint8, batch first, channels last.
 #: Normalisation (mean/std) happens inside the graph, so remote requests carry bytes, not floats.
 INPUT_FORMAT_UINT8_NHWC = "uint8-nhwc-rgb"
 
@@ -76,13 +78,23 @@ IDRID_ATTRIBUTION = (
 
 @dataclass(frozen=True)
 class FovParams:
-    """How the circular field of view is found (see inference.preprocess)."""
+    """How the field of view is found (see inference.fov)."""
 
+    # Schema 2: the adaptive detector (background from the corners, RANSAC circle). Schema-1
+    # models recorded a fixed `threshold` and `min_fill` instead; they are read without them
+    # and run with this detector, which finds the same circle on the photos they were
+    # trained on (tests/test_fov.py).
+    detector: str = "adaptive-1"
     analysis_size: int = 512  # longest side of the thumbnail the search runs on
-    threshold: int = 20  # 0-255, on the red channel's blurred thumbnail
     margin: float = 0.02  # extra border around the circle, as a fraction of its radius
     min_radius_frac: float = 0.2  # of the photo's shorter side
-    min_fill: float = 0.85  # fraction of the fitted disc inside the image that must be bright
+    border_frac: float = 0.04  # corner patches that give the background, of the shorter side
+    rays: int = 360  # edge points: one per ray from the bright area's centre
+    inlier_tol: float = 0.012  # an edge point within this fraction of the radius fits
+
+
+#: FovParams fields only schema 1 had (the fixed-threshold detector's).
+SCHEMA_1_FOV_ONLY = ("threshold", "min_fill")
 
 
 @dataclass(frozen=True)
@@ -108,13 +120,17 @@ class PreprocessRecipe:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> PreprocessRecipe:
+    def from_json(cls, text: str, schema: int = 2) -> PreprocessRecipe:
         raw = json.loads(text)
         if not isinstance(raw, dict):
             raise ValueError("the preprocessing recipe is not a JSON object")
+        fov = dict(raw.get("fov", {}))
+        if schema == 1:
+            for key in SCHEMA_1_FOV_ONLY:
+                fov.pop(key, None)
         return cls(
             working_size=int(raw["working_size"]),
-            fov=_build(FovParams, raw.get("fov", {})),
+            fov=_build(FovParams, fov),
             clahe=_build(ClaheParams, raw.get("clahe", {})),
             mask_outside_fov=bool(raw.get("mask_outside_fov", True)),
             mean=_triple(raw.get("mean", (0.485, 0.456, 0.406))),
@@ -200,10 +216,10 @@ class ModelContract:
             raise ModelContractError(
                 f"{source}: schema version {meta[KEY_SCHEMA_VERSION]!r} is not a number"
             ) from None
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_SCHEMAS:
             raise ModelContractError(
-                f"{source} uses model contract schema {version}; this Hemaview reads schema "
-                f"{SCHEMA_VERSION}. Use a model exported for this version."
+                f"{source} uses model contract schema {version}; this Hemaview reads schemas "
+                f"{', '.join(map(str, READABLE_SCHEMAS))}. Use a model exported for this version."
             )
         if meta[KEY_INPUT_FORMAT] != INPUT_FORMAT_UINT8_NHWC:
             raise ModelContractError(
@@ -213,7 +229,7 @@ class ModelContract:
         try:
             threshold = float(meta[KEY_DEFAULT_THRESHOLD])
             min_area = int(meta[KEY_MIN_LESION_AREA])
-            recipe = PreprocessRecipe.from_json(meta[KEY_PREPROCESS])
+            recipe = PreprocessRecipe.from_json(meta[KEY_PREPROCESS], schema=version)
             class_names = tuple(str(c) for c in json.loads(meta[KEY_CLASS_NAMES]))
             training_data = json.loads(meta[KEY_TRAINING_DATA])
             metrics = json.loads(meta[KEY_METRICS])

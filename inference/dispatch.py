@@ -217,14 +217,16 @@ class Dispatcher:
         threshold: float | None = None,
         cancel: threading.Event | None = None,
         progress: Callable[[int, int], None] | None = None,
+        force: bool = False,
     ) -> Iterator[DispatchResult]:
         """Results as they finish, in any order; `last_report` holds the summary after.
+        `force`: run photos refused as not a fundus photograph on the whole frame.
 
         Setting `cancel` (or closing the iterator) stops both sides: queued photos are not
         started, requests in flight to the server are cancelled, and the local batch in
         progress is finished and dropped. Photos not finished by then get no result.
         """
-        run = _Run(self, list(sources), threshold, cancel, progress)
+        run = _Run(self, list(sources), threshold, cancel, progress, force)
         return run.results()
 
     def run_all(
@@ -257,8 +259,10 @@ class _Run:
         threshold: float | None,
         cancel: threading.Event | None,
         progress: Callable[[int, int], None] | None,
+        force: bool = False,
     ):
         self.owner = owner
+        self.force = force
         self.seg = owner.segmenter
         self.items = [_Item(i, s) for i, s in enumerate(sources)]
         self.total = len(self.items)
@@ -373,7 +377,7 @@ class _Run:
             done: Future[Prepared] = Future()
             done.set_result(item.prepared)
             return done
-        return self.pool.submit(self.seg.prepare, item.source)
+        return self.pool.submit(self.seg.prepare, item.source, force=self.force)
 
     def _collect(self, claimed: Sequence[tuple[_Item, Future[Prepared]]]) -> list[_Item]:
         """Wait for preparation; photos that cannot be read fail here, on neither side."""

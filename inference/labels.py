@@ -55,6 +55,7 @@ PROVENANCE_SUFFIX = ".json"
 
 STATUSES = ("todo", "in_review", "accepted", "rejected")
 DEVICES = ("cuda", "cpu", "triton")
+FOV_METHODS = ("circle", "bounding-box", "whole-frame")  # as inference.fov names them
 DECISIONS = ("accepted", "rejected", "pending")
 SOURCES = ("model", "reviewer", "import")
 
@@ -193,6 +194,11 @@ class ModelInfo:
     sha256: str
     threshold: float
     device: str  # "cuda", "cpu" or "triton"
+    # How the field of view the model saw was found: a fitted circle, or an estimate (a
+    # reviewer should know the suggestion may be off near the edge); labels written before
+    # this field read as "circle", which is what they had.
+    fov_method: str = "circle"
+    forced: bool = False  # the photo was refused as not a fundus photograph and run on request
 
     def __post_init__(self) -> None:
         if not _check_str(self.name, "model.name"):
@@ -200,6 +206,9 @@ class ModelInfo:
         _check_sha256(self.sha256, "model.sha256")
         object.__setattr__(self, "threshold", _check_fraction(self.threshold, "model.threshold"))
         _check_choice(self.device, "model.device", DEVICES)
+        _check_choice(self.fov_method, "model.fov_method", FOV_METHODS)
+        if not isinstance(self.forced, bool):
+            raise _fail(f"model.forced must be true or false, not {self.forced!r}")
 
 
 @dataclass(frozen=True)
@@ -408,6 +417,8 @@ def _record_from_dict(data: object) -> ProvenanceRecord:
             sha256=_require(model_d, "sha256", "model."),
             threshold=_require(model_d, "threshold", "model."),
             device=_require(model_d, "device", "model."),
+            fov_method=model_d.get("fov_method", "circle"),
+            forced=model_d.get("forced", False),
         )
     changes_v = _require(top, "changes")
     changes = None

@@ -1,6 +1,6 @@
 """Fundus preprocessing: the one copy, used by inference and imported by training.
 
-A photo goes through: find the circular field of view (FOV), crop a square around it,
+A photo goes through: find the field of view (FOV, `inference.fov`), crop a square around it,
 resize to the model's working size, blank what lies outside the circle, CLAHE. The
 `Geometry` remembers the exact rectangles, so a working-size map goes back to the very
 full-resolution pixels it came from (`Geometry.to_full`) and a full-resolution mask goes
@@ -16,20 +16,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inference.contract import FovParams, PreprocessRecipe
+from inference.contract import PreprocessRecipe
 from inference.errors import NotFundusError
+from inference.fov import FieldOfView, find_fov, whole_frame
 from inference.photo_io import Photo, read_photo
 
-
-@dataclass(frozen=True)
-class FieldOfView:
-    """The circular field of view in full-resolution pixel coordinates."""
-
-    cx: float
-    cy: float
-    radius: float
-    fill: float  # fraction of the fitted disc (inside the image) that is bright
-    clipped: bool  # the circle runs past the photo's edges (common: 50-degree cameras)
+__all__ = ["FieldOfView", "Geometry", "Preprocessed", "find_fov", "preprocess", "read_for_model"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +120,7 @@ class Geometry:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Geometry:
+        # a geometry cached before the FOV had a method reads as a fitted circle
         fields = {k: v for k, v in raw.items() if k != "fov"}
         return cls(fov=FieldOfView(**raw["fov"]), **fields)
 
@@ -136,85 +129,6 @@ class Geometry:
 class Preprocessed:
     image: np.ndarray  # (S, S, 3) uint8 RGB: the model's input
     geometry: Geometry
-
-
-def find_fov(rgb: np.ndarray, params: FovParams | None = None) -> FieldOfView:
-    """Find the circular field of view; raise NotFundusError when there is none."""
-    params = params or FovParams()
-    h, w = rgb.shape[:2]
-    scale = min(1.0, params.analysis_size / max(h, w))
-    size = (max(round(w * scale), 1), max(round(h * scale), 1))
-    if scale < 0.5:
-        # Area-averaging 12 MP costs ~60 ms; picking pixels down to twice the size first is
-        # ~10x faster, and the median blur below removes the aliasing it adds.
-        rgb = cv2.resize(rgb, (size[0] * 2, size[1] * 2), interpolation=cv2.INTER_NEAREST)
-    small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-    sh, sw = small.shape[:2]
-    # The brightest channel: the red channel carries the fundus, but some cameras are dim in red.
-    bright = cv2.medianBlur(np.ascontiguousarray(small.max(axis=2), dtype=np.uint8), 5)
-    lit = (bright > params.threshold).astype(np.uint8)
-    mask = cv2.morphologyEx(
-        lit, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-    )
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if count < 2:
-        raise NotFundusError("no field of view found: the photo is dark throughout")
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    region = (labels == largest).astype(np.uint8)
-    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    points = max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.float64)
-    # Points on the photo's border belong to the frame, not to the circle.
-    on_edge = (
-        (points[:, 0] <= 1)
-        | (points[:, 1] <= 1)
-        | (points[:, 0] >= sw - 2)
-        | (points[:, 1] >= sh - 2)
-    )
-    arc = points[~on_edge]
-    if len(arc) < 30:
-        raise NotFundusError(
-            "no circular field of view found: the bright area has no round edge "
-            "(this does not look like a fundus photograph)"
-        )
-    cx, cy, r = _fit_circle(arc)
-    residual = float(np.median(np.abs(np.hypot(arc[:, 0] - cx, arc[:, 1] - cy) - r)))
-    if not np.isfinite(r) or r < params.min_radius_frac * min(sh, sw):
-        raise NotFundusError("no field of view found: the bright area is too small to be a fundus")
-    if residual > 0.03 * r:
-        raise NotFundusError(
-            "no circular field of view found: the edge of the bright area is not a circle "
-            "(this does not look like a fundus photograph)"
-        )
-    yy, xx = np.ogrid[:sh, :sw]
-    disc = (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
-    disc_area = int(disc.sum())
-    fill = float(region[disc].sum()) / max(disc_area, 1)
-    spill = float(region[~disc].sum()) / max(int(region.sum()), 1)
-    if fill < params.min_fill or spill > 0.1:
-        raise NotFundusError(
-            f"no clear field of view: only {fill:.0%} of the fitted circle is lit "
-            "(this does not look like a fundus photograph)"
-        )
-    clipped = cx - r < -1 or cy - r < -1 or cx + r > sw + 1 or cy + r > sh + 1
-    inv = 1.0 / scale
-    # Thumbnail pixel centres sit at (i + 0.5) / scale - 0.5 in full-res coordinates.
-    return FieldOfView(
-        cx=(cx + 0.5) * inv - 0.5,
-        cy=(cy + 0.5) * inv - 0.5,
-        radius=r * inv,
-        fill=fill,
-        clipped=bool(clipped),
-    )
-
-
-def _fit_circle(points: np.ndarray) -> tuple[float, float, float]:
-    """Least-squares (Kasa) circle through points (N, 2): centre x, y and radius."""
-    x, y = points[:, 0], points[:, 1]
-    a = np.column_stack([x, y, np.ones_like(x)])
-    b = x * x + y * y
-    sol, *_ = np.linalg.lstsq(a, b, rcond=None)
-    cx, cy = sol[0] / 2, sol[1] / 2
-    return float(cx), float(cy), float(np.sqrt(max(sol[2] + cx * cx + cy * cy, 0.0)))
 
 
 def geometry_for(fov: FieldOfView, height: int, width: int, recipe: PreprocessRecipe) -> Geometry:
@@ -254,27 +168,30 @@ def preprocess(
     recipe: PreprocessRecipe | None = None,
     fov: FieldOfView | None = None,
     full_size: tuple[int, int] | None = None,
+    *,
+    force: bool = False,
 ) -> Preprocessed:
     """Photo (H, W, 3) uint8 RGB to the model's (S, S, 3) uint8 input, with its geometry.
 
     `full_size` (width, height) is the photo's own size when `rgb` was decoded at a reduced
-    scale; the geometry is always in the photo's own pixels.
+    scale; the geometry is always in the photo's own pixels. With `force`, a photo refused as
+    not a fundus photograph is taken whole (its FOV says so) instead of raising.
     """
     recipe = recipe or PreprocessRecipe()
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"preprocess expects (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
     width, height = full_size or (rgb.shape[1], rgb.shape[0])
     if fov is None:
-        fov = find_fov(rgb, recipe.fov)
-        if width != rgb.shape[1]:
-            f = width / rgb.shape[1]
-            fov = FieldOfView(
-                cx=(fov.cx + 0.5) * f - 0.5,
-                cy=(fov.cy + 0.5) * f - 0.5,
-                radius=fov.radius * f,
-                fill=fov.fill,
-                clipped=fov.clipped,
+        try:
+            fov = find_fov(rgb, recipe.fov)
+        except NotFundusError as exc:
+            if not force:
+                raise
+            fov = whole_frame(
+                rgb.shape[0], rgb.shape[1], f"run on request although refused: {exc}", forced=True
             )
+        if width != rgb.shape[1]:
+            fov = fov.scaled(width / rgb.shape[1])
     geometry = geometry_for(fov, height, width, recipe)
     image = geometry.to_working(rgb, interpolation=cv2.INTER_AREA)
     if recipe.mask_outside_fov:
@@ -298,8 +215,8 @@ def decode_min_side(recipe: PreprocessRecipe) -> int:
 
 
 def read_for_model(
-    source: str | os.PathLike[str], recipe: PreprocessRecipe
+    source: str | os.PathLike[str], recipe: PreprocessRecipe, *, force: bool = False
 ) -> tuple[Photo, Preprocessed]:
     """Read and preprocess a photo file exactly as the clinic does (training uses this too)."""
     photo = read_photo(source, min_side=decode_min_side(recipe))
-    return photo, preprocess(photo.rgb, recipe, full_size=(photo.width, photo.height))
+    return photo, preprocess(photo.rgb, recipe, full_size=(photo.width, photo.height), force=force)

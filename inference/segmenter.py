@@ -40,7 +40,8 @@ class Provenance:
     photo_size: tuple[int, int]  # width, height
     photo_format: str
     conversions: tuple[str, ...]
-    fov: dict[str, float]
+    # cx, cy, radius, fill; method ("circle", or how it was estimated), note, forced
+    fov: dict[str, Any]
     timings_ms: dict[str, float]
     app_version: str = __version__
 
@@ -131,8 +132,11 @@ class Segmenter:
     def device_reason(self) -> str:
         return self.backend.reason
 
-    def prepare(self, source: PhotoSource | Photo) -> tuple[Photo, Preprocessed, dict[str, float]]:
-        """Read and preprocess one photo (CPU work, safe to run in worker threads)."""
+    def prepare(
+        self, source: PhotoSource | Photo, *, force: bool = False
+    ) -> tuple[Photo, Preprocessed, dict[str, float]]:
+        """Read and preprocess one photo (CPU work, safe to run in worker threads). With
+        `force`, a photo refused as not a fundus photograph runs on the whole frame."""
         t0 = time.perf_counter()
         recipe = self.contract.preprocess
         if isinstance(source, Photo):
@@ -145,7 +149,7 @@ class Segmenter:
             # the one training uses, timed in two parts.
             photo = read_photo(source, min_side=decode_min_side(recipe))
         t1 = time.perf_counter()
-        prepared = preprocess(photo.rgb, recipe, full_size=(photo.width, photo.height))
+        prepared = preprocess(photo.rgb, recipe, full_size=(photo.width, photo.height), force=force)
         t2 = time.perf_counter()
         return photo, prepared, {"read": (t1 - t0) * 1e3, "preprocess": (t2 - t1) * 1e3}
 
@@ -185,7 +189,15 @@ class Segmenter:
             photo_size=(photo.width, photo.height),
             photo_format=photo.format,
             conversions=photo.conversions,
-            fov={"cx": fov.cx, "cy": fov.cy, "radius": fov.radius, "fill": fov.fill},
+            fov={
+                "cx": fov.cx,
+                "cy": fov.cy,
+                "radius": fov.radius,
+                "fill": fov.fill,
+                "method": fov.method,
+                "note": fov.note,
+                "forced": fov.forced,
+            },
             timings_ms={k: round(v, 2) for k, v in timings.items()},
         )
         return Prediction(
@@ -220,9 +232,16 @@ class Segmenter:
             probability, threshold, lesions, provenance, geometry, photo, working.astype(np.float16)
         )
 
-    def predict(self, source: PhotoSource | Photo, *, threshold: float | None = None) -> Prediction:
-        """One photo (a path, an RGB uint8 array or a Photo) to its Prediction."""
-        photo, prepared, timings = self.prepare(source)
+    def predict(
+        self,
+        source: PhotoSource | Photo,
+        *,
+        threshold: float | None = None,
+        force: bool = False,
+    ) -> Prediction:
+        """One photo (a path, an RGB uint8 array or a Photo) to its Prediction; `force` as in
+        `prepare`."""
+        photo, prepared, timings = self.prepare(source, force=force)
         t0 = time.perf_counter()
         working = self.backend.run(prepared.image[None])[0]
         timings["model"] = (time.perf_counter() - t0) * 1e3
@@ -237,6 +256,7 @@ class Segmenter:
         cancel: threading.Event | None = None,
         batch_size: int | None = None,
         prefetch: int = 2,
+        force: bool = False,
     ) -> Iterator[tuple[PhotoSource, Prediction | PhotoFailure]]:
         """Results in input order: a Prediction, or a PhotoFailure saying why not.
 
@@ -257,7 +277,7 @@ class Segmenter:
             def top_up() -> None:
                 nonlocal next_submit
                 while next_submit < total and len(futures) < ahead:
-                    futures.append(pool.submit(self.prepare, items[next_submit]))
+                    futures.append(pool.submit(self.prepare, items[next_submit], force=force))
                     next_submit += 1
 
             position = 0

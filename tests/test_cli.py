@@ -49,6 +49,37 @@ def test_folder_of_good_photos_exits_zero_with_all_outputs(
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
 
 
+def test_a_refused_photo_runs_with_force_and_says_so_in_its_provenance(
+    model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    # an oval aperture: a retina, but no circle fits; and a flat grey picture: no retina
+    rgb = np.asarray(Image.open(idrid_photo(1)).reduce(2))
+    oval = np.zeros(rgb.shape[:2], np.uint8)
+    import cv2
+
+    cv2.ellipse(oval, (1000, 712), (850, 470), 0, 0, 360, 1, -1)
+    Image.fromarray(rgb * oval[..., None]).save(folder / "oval.png")
+    Image.new("RGB", (800, 600), (128, 128, 128)).save(folder / "grey.png")
+    out = tmp_path / "out"
+    args = [str(folder), "--out", str(out), "--model", str(model_path)]
+
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "grey.png" in err and "--force runs the model on it anyway" in err
+    assert "oval.png: no circular edge found" in err  # has its result, with a warning
+    assert json.loads((out / "oval.json").read_text())["model"]["fov_method"] == "bounding-box"
+    assert not (out / "grey.json").exists()
+
+    assert cli.main([*args, "--force"]) == 0
+    err = capsys.readouterr().err
+    assert "2 of 2 photos annotated" in err and "estimated field of view" in err
+    model = json.loads((out / "grey.json").read_text())["model"]
+    assert model["forced"] is True and model["fov_method"] == "whole-frame"
+    assert json.loads((out / "oval.json").read_text())["model"]["forced"] is False
+
+
 def test_bad_files_are_listed_with_reasons_and_exit_one(model_path: Path, tmp_path: Path) -> None:
     folder = tmp_path / "mixed"
     folder.mkdir()
@@ -80,7 +111,7 @@ def test_bad_files_are_listed_with_reasons_and_exit_one(model_path: Path, tmp_pa
         ("empty.jpg", "empty"),
         ("truncated.jpg", "truncated"),
         ("text.png", "not a photo"),
-        ("grey.png", "field of view"),
+        ("grey.png", "not look like a fundus photograph"),
         ("missing.jpg", "not found"),
     ]:
         line = next(x for x in err.splitlines() if name in x and x.startswith("  "))

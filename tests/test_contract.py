@@ -87,6 +87,42 @@ def test_unknown_schema_version_is_refused(model_path: Path, tmp_path: Path) -> 
         ModelFile.open(path)
 
 
+def test_schema_1_models_are_read_with_the_adaptive_field_of_view(tmp_path: Path) -> None:
+    """Schema 1 recorded the fixed-threshold detector's `threshold` and `min_fill`; such a
+    model still opens, and its photos go through the adaptive detector (which finds the same
+    circle on IDRiD: tests/test_fov.py and the note of the field-of-view change)."""
+    import json
+
+    from inference.contract import FovParams, PreprocessRecipe
+
+    schema_1 = json.loads(PreprocessRecipe(working_size=256).to_json())
+    schema_1["fov"] = {
+        "analysis_size": 512,
+        "threshold": 20,
+        "margin": 0.02,
+        "min_radius_frac": 0.2,
+        "min_fill": 0.85,
+    }
+    text = json.dumps(schema_1)
+    recipe = PreprocessRecipe.from_json(text, schema=1)
+    assert recipe.fov == FovParams()  # the schema-1 fields, defaults for the new ones
+    with pytest.raises(ValueError, match="threshold"):
+        PreprocessRecipe.from_json(text, schema=2)  # schema 2 has no such field
+
+
+def test_a_schema_1_contract_restated_as_the_current_schema_keeps_its_recipe(
+    model_path: Path,
+) -> None:
+    from inference.contract import SCHEMA_VERSION
+
+    contract = ModelFile.open(model_path).contract
+    assert contract.schema_version in (1, SCHEMA_VERSION)
+    again = ModelContract.from_metadata(
+        {**contract.to_metadata(), KEY_SCHEMA_VERSION: str(SCHEMA_VERSION)}
+    )
+    assert again.preprocess == contract.preprocess
+
+
 def test_changed_weights_fail_the_sha256_check(model_path: Path, tmp_path: Path) -> None:
     def tamper(model: onnx.ModelProto) -> None:
         init = max(model.graph.initializer, key=lambda t: len(t.raw_data))

@@ -201,3 +201,63 @@ def test_a_read_only_photo_folder_asks_for_a_label_folder(  # type: ignore[no-un
     assert (chosen / "IDRiD_02_HE.png").exists() and (chosen / "IDRiD_02.json").exists()
     assert not (photo_folder / "hemaview-labels").exists()
     window.close()
+
+
+def test_a_photo_refused_as_not_a_fundus_runs_on_request_and_says_so(
+    qtbot, segmenter: Segmenter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    # a real screenshot of Hemaview itself: no retina in it
+    shot = MainWindow(Settings(), load_model=False)
+    qtbot.addWidget(shot)
+    shot.resize(1200, 800)
+    assert shot.grab().save(str(folder / "screen.png"))
+    shot.close()
+    window = MainWindow(Settings(reviewer="dr.kim"), load_model=False)
+    qtbot.addWidget(window)
+    window.set_segmenter(segmenter)
+    window.show()
+    with qtbot.waitSignal(window.loader.loaded, timeout=120_000):
+        window.open_sources([str(folder)])
+    window.cancel_preannotation()
+    opened = window.current
+    assert opened is not None and opened.not_fundus and not opened.document.has_model
+    assert "Run the model anyway" in window.statusBar().currentMessage()
+    assert window.acts["run_anyway"].isEnabled()
+
+    # Accepting needs a decision: there is no suggestion and nothing is drawn
+    asked: list[str] = []
+
+    def answer(choice: str):  # type: ignore[no-untyped-def]
+        def ask(_parent, name, reason, can_run):  # type: ignore[no-untyped-def]
+            asked.append(name)
+            assert can_run and "fundus photograph" in reason
+            return choice
+
+        return ask
+
+    from viewer.qt import dialogs
+
+    monkeypatch.setattr(dialogs, "ask_accept_without_model", answer("cancel"))
+    window.acts["status_accepted"].trigger()
+    assert asked == ["screen.png"] and window.current.document.status == "todo"
+
+    monkeypatch.setattr(dialogs, "ask_accept_without_model", answer("run"))
+    with qtbot.waitSignal(window.loader.loaded, timeout=120_000):
+        window.acts["status_accepted"].trigger()
+    doc = window.current.document
+    assert doc.has_model and doc.status == "todo"  # the run is not an acceptance
+    fov = doc.prediction.geometry.fov  # type: ignore[union-attr]
+    assert fov.forced and fov.estimated
+    assert not window.panel.fov_note.isHidden() and "refused" in window.panel.fov_note.text()
+    assert not window.acts["run_anyway"].isEnabled()
+
+    window.acts["status_accepted"].trigger()  # with a suggestion: no question
+    assert len(asked) == 2 and doc.status == "accepted"
+    assert window.save()
+    loaded = load_label(folder / "hemaview-labels", folder / "screen.png")
+    assert loaded is not None
+    model = loaded[1].model
+    assert model is not None and model.forced and model.fov_method == "whole-frame"
+    window.close()

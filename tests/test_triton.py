@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from conftest import idrid_photo
 from google.protobuf import text_format
+from test_dispatch import fundus_like
 from triton_server import TritonServer, derive_model
 from tritonclient.grpc import model_config_pb2
 
@@ -455,10 +456,7 @@ def test_segmenter_opens_the_remote_backend_by_name(
 ) -> None:
     segmenter = Segmenter.open(models["small"].path, backend="triton", config=config(server))
     try:
-        image = np.zeros((300, 400, 3), np.uint8)
-        yy, xx = np.mgrid[:300, :400]
-        image[np.hypot(yy - 150, xx - 200) < 130] = (190, 90, 40)
-        prediction = segmenter.predict(image)
+        prediction = segmenter.predict(fundus_like(0))
         assert prediction.provenance.device == "triton"
         assert "Triton server" in prediction.provenance.device_reason
         assert segmenter.backend.run(pixels(11)).shape == (11, SMALL, SMALL)  # 8 + 3

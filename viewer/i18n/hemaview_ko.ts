@@ -152,6 +152,10 @@
         <translation>사진을 승인됨으로 표시</translation>
     </message>
     <message>
+        <source>Run the model anyway</source>
+        <translation>그래도 모델 실행</translation>
+    </message>
+    <message>
         <source>Mark photo rejected</source>
         <translation>사진을 거부됨으로 표시</translation>
     </message>
@@ -261,6 +265,26 @@
     <message>
         <source>Restore the edits autosaved at {when}?</source>
         <translation>{when}에 자동 저장된 편집 내용을 복원하시겠습니까?</translation>
+    </message>
+    <message>
+        <source>No model suggestion</source>
+        <translation>모델 제안 없음</translation>
+    </message>
+    <message>
+        <source>{name} has no model suggestion to review, and nothing is drawn on it.</source>
+        <translation>{name}에는 검토할 모델 제안이 없고, 그려진 것도 없습니다.</translation>
+    </message>
+    <message>
+        <source>Accepting it records your own decision that it shows no haemorrhage, not a review of the model&apos;s suggestion.</source>
+        <translation>승인하면 모델 제안을 검토한 것이 아니라, 출혈이 없다는 본인의 판단으로 기록됩니다.</translation>
+    </message>
+    <message>
+        <source>Accept as no haemorrhage</source>
+        <translation>출혈 없음으로 승인</translation>
+    </message>
+    <message>
+        <source>Run the model anyway</source>
+        <translation>그래도 모델 실행</translation>
     </message>
     <message>
         <source>Choose a label folder</source>
@@ -394,6 +418,18 @@ Choose a folder for the labels.</source>
     <message>
         <source>{name}: {problem}</source>
         <translation>{name}: {problem}</translation>
+    </message>
+    <message>
+        <source>{name}: {problem}. Review &gt; Run the model anyway runs it on the whole photo.</source>
+        <translation>{name}: {problem}. 검토 &gt; 그래도 모델 실행을 누르면 사진 전체에 모델을 실행합니다.</translation>
+    </message>
+    <message>
+        <source>Accepted as your own annotation: there was no model suggestion for this photo.</source>
+        <translation>본인의 주석으로 승인했습니다: 이 사진에는 모델 제안이 없었습니다.</translation>
+    </message>
+    <message>
+        <source>Running the model on {name} anyway…</source>
+        <translation>{name}에 모델을 그래도 실행하는 중…</translation>
     </message>
     <message>
         <source>The threshold moves the model&apos;s suggestion; your edited mask stays (Reset applies it).</source>
@@ -618,6 +654,14 @@ Choose a folder for the labels.</source>
     <message>
         <source>Suggested lesions</source>
         <translation>제안된 병변</translation>
+    </message>
+    <message>
+        <source>Run on request: this photo was refused as not a fundus photograph, and the model saw the whole photo. Check the suggestion with care.</source>
+        <translation>요청에 따라 실행됨: 이 사진은 안저 사진이 아닌 것으로 판정되었고, 모델은 사진 전체를 보았습니다. 제안을 주의해서 확인하세요.</translation>
+    </message>
+    <message>
+        <source>Field of view estimated: no circular edge was found, so the suggestion may be off near the photo&apos;s edge.</source>
+        <translation>시야 추정됨: 원형 경계를 찾지 못해, 사진 가장자리 근처의 제안이 어긋날 수 있습니다.</translation>
     </message>
     <message>
         <source>No model suggestion for this photo.</source>

@@ -255,7 +255,14 @@ class Document:
         if self.prediction is not None:
             prov = self.prediction.provenance
             device = prov.device if prov.device in ("cuda", "cpu", "triton") else "cpu"
-            model = ModelInfo(prov.model_name, prov.model_sha256, self.threshold, device)
+            model = ModelInfo(
+                prov.model_name,
+                prov.model_sha256,
+                self.threshold,
+                device,
+                fov_method=prov.fov.get("method", "circle"),
+                forced=bool(prov.fov.get("forced", False)),
+            )
         elif self.saved_record is not None:
             model = self.saved_record.model
         lesions = tuple(

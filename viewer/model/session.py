@@ -28,7 +28,7 @@ import numpy as np
 
 from inference import HemaviewError, Photo, Prediction, Segmenter, read_photo
 from inference.atomic import atomic_write_bytes
-from inference.errors import LabelFormatError
+from inference.errors import LabelFormatError, NotFundusError
 from inference.labels import (
     DEFAULT_LABEL_DIR_NAME,
     LabelPaths,
@@ -145,6 +145,7 @@ class OpenedPhoto:
     label_dir: Path
     from_cache: bool = False  # the prediction was rebuilt from the cache (no model run)
     prediction_error: str | None = None  # why there is no overlay (not a fundus, no model)
+    not_fundus: bool = False  # refused as not a fundus photograph: it can run on request
     label_error: str | None = None  # a saved label that could not be used (shown, not fatal)
     autosave: AutosaveState | None = None  # unsaved edits from earlier, to offer back
     label_folder_problem: str | None = None  # the label folder is read-only: ask for another
@@ -211,13 +212,16 @@ class ReviewSession:
             return None
         return self.segmenter.rebuild(photo, hit.geometry, hit.working, hit.provenance)
 
-    def predict(self, path: str | os.PathLike[str], photo: Photo) -> Prediction:
-        """Run the model on one photo and cache the result (seconds on a CPU)."""
+    def predict(
+        self, path: str | os.PathLike[str], photo: Photo, *, force: bool = False
+    ) -> Prediction:
+        """Run the model on one photo and cache the result (seconds on a CPU); `force` runs
+        a photo refused as not a fundus photograph on its whole frame."""
         if self.segmenter is None:
             raise HemaviewError("no model is loaded")
         # From the path, as pre-annotation and the batch CLI do, so every route to a photo's
         # prediction gives the same map.
-        fresh = self.segmenter.predict(path)
+        fresh = self.segmenter.predict(path, force=force)
         if self.cache is not None:
             self.cache.put(fresh)
         # What the cache gives back later, so that first opening and reopening show the
@@ -227,9 +231,14 @@ class ReviewSession:
     # -- opening -------------------------------------------------------------------------
 
     def open(
-        self, photo_path: str | os.PathLike[str], *, predict_if_missing: bool = False
+        self,
+        photo_path: str | os.PathLike[str],
+        *,
+        predict_if_missing: bool = False,
+        force: bool = False,
     ) -> OpenedPhoto:
-        """Read a photo, its prediction (cache; or the model) and its saved label.
+        """Read a photo, its prediction (cache; or the model) and its saved label. With
+        `force`, a photo refused as not a fundus photograph is run on its whole frame.
 
         Raises ImageReadError when the photo cannot be read; everything else that can go
         wrong (not a fundus, a broken label) is reported in the OpenedPhoto.
@@ -239,17 +248,20 @@ class ReviewSession:
         prediction: Prediction | None = None
         from_cache = False
         prediction_error: str | None = None
+        not_fundus = False
         if self.segmenter is None:
             prediction_error = "no model is loaded"
         else:
             try:
                 prediction = self.cached_prediction(photo)
                 from_cache = prediction is not None
-                if prediction is None and predict_if_missing:
-                    prediction = self.predict(path, photo)
+                if prediction is None and (predict_if_missing or force):
+                    prediction = self.predict(path, photo, force=force)
                 if prediction is not None:
                     # 12 MP of comparisons: done here, off the GUI thread, and kept.
                     _ = prediction.uncertainty
+            except NotFundusError as exc:
+                prediction_error, not_fundus = str(exc), True
             except HemaviewError as exc:
                 prediction_error = str(exc)
         label_dir = self.label_dir_for(path)
@@ -292,6 +304,7 @@ class ReviewSession:
             label_dir=label_dir,
             from_cache=from_cache,
             prediction_error=prediction_error,
+            not_fundus=not_fundus,
             label_error=label_error,
             autosave=autosave,
             label_folder_problem=self.label_folder_problem(label_dir),

@@ -324,6 +324,12 @@ SPECS: tuple[Spec, ...] = (
         toolbar=True,
     ),
     Spec(
+        "run_anyway",
+        "Review",
+        QT_TRANSLATE_NOOP("Actions", "Run the model anyway"),
+        "fa5s.play",
+    ),
+    Spec(
         "status_rejected",
         "Review",
         QT_TRANSLATE_NOOP("Actions", "Mark photo rejected"),

@@ -98,6 +98,47 @@ def ask_restore_autosave(parent: QWidget, photo_name: str, state: AutosaveState)
     return box.exec() == QMessageBox.StandardButton.Yes
 
 
+def ask_accept_without_model(parent: QWidget, photo_name: str, reason: str, can_run: bool) -> str:
+    """A photo with no model suggestion and nothing drawn: 'accept' (as no haemorrhage, the
+    reviewer's own decision), 'run' (the model anyway) or 'cancel'."""
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle(QCoreApplication.translate("Dialogs", "No model suggestion"))
+    box.setText(
+        QCoreApplication.translate(
+            "Dialogs",
+            "{name} has no model suggestion to review, and nothing is drawn on it.",
+        ).format(name=photo_name)
+    )
+    informative = QCoreApplication.translate(
+        "Dialogs",
+        "Accepting it records your own decision that it shows no haemorrhage, not a review "
+        "of the model's suggestion.",
+    )
+    if reason:
+        informative = f"{reason}\n\n{informative}"
+    box.setInformativeText(informative)
+    accept = box.addButton(
+        QCoreApplication.translate("Dialogs", "Accept as no haemorrhage"),
+        QMessageBox.ButtonRole.AcceptRole,
+    )
+    run = None
+    if can_run:
+        run = box.addButton(
+            QCoreApplication.translate("Dialogs", "Run the model anyway"),
+            QMessageBox.ButtonRole.ActionRole,
+        )
+    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(run or cancel)
+    box.exec()
+    clicked = box.clickedButton()
+    if clicked is accept:
+        return "accept"
+    if run is not None and clicked is run:
+        return "run"
+    return "cancel"
+
+
 def ask_label_folder(parent: QWidget, problem: str, start: str = "") -> str | None:
     QMessageBox.information(
         parent,

@@ -185,6 +185,7 @@ class MainWindow(QMainWindow):
             "reject_lesion": lambda: self.decide_lesion("rejected"),
             "status_in_review": lambda: self.set_status("in_review"),
             "status_accepted": lambda: self.set_status("accepted"),
+            "run_anyway": self.run_model_anyway,
             "status_rejected": lambda: self.set_status("rejected"),
             "shortcuts": lambda: dialogs.show_shortcuts(self),
             "about": lambda: dialogs.show_about(
@@ -339,6 +340,12 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage(
                     self.tr("{name}: {problem}").format(name=doc.path.name, problem=problem)
                 )
+        if opened.not_fundus:
+            self.statusBar().showMessage(
+                self.tr(
+                    "{name}: {problem}. Review > Run the model anyway runs it on the whole photo."
+                ).format(name=doc.path.name, problem=opened.prediction_error)
+            )
         if opened.prediction is not None:
             self.photos.library.set_prediction(
                 path, len(opened.prediction.lesions), opened.prediction.uncertainty
@@ -386,9 +393,47 @@ class MainWindow(QMainWindow):
             self._edited(self.current.document.decide_lesion(lesion_id, decision))
 
     def set_status(self, status: str) -> None:
-        if self.current is not None:
-            self.current.document.set_status(status)
-            self._show_document_state()
+        if self.current is None:
+            return
+        doc = self.current.document
+        if status == "accepted" and not doc.has_model and doc.status != "accepted":
+            # Accepting means "reviewed against the suggestion"; without one, an empty mask
+            # would go to training as a reviewer's "no haemorrhage" nobody decided.
+            if not doc.mask.any():
+                answer = dialogs.ask_accept_without_model(
+                    self,
+                    doc.path.name,
+                    self.current.prediction_error or "",
+                    can_run=self.current.not_fundus and self.segmenter is not None,
+                )
+                if answer == "run":
+                    self.run_model_anyway()
+                if answer != "accept":
+                    self.panel.set_status(doc.status)
+                    return
+            else:
+                self.statusBar().showMessage(
+                    self.tr(
+                        "Accepted as your own annotation: there was no model suggestion "
+                        "for this photo."
+                    ),
+                    8000,
+                )
+        doc.set_status(status)
+        self._show_document_state()
+
+    def run_model_anyway(self) -> None:
+        """Run the model on the current photo although it was refused as not a fundus
+        photograph; the result says so wherever it goes."""
+        if self.current is None or not self.current.not_fundus or self.segmenter is None:
+            return
+        if not self.leave_current():
+            return
+        path = self.current.document.path
+        self.statusBar().showMessage(
+            self.tr("Running the model on {name} anyway…").format(name=path.name)
+        )
+        self.loader.request(path, force=True)
 
     def _centre_on_lesion(self, lesion_id: int) -> None:
         if self.current is None:
@@ -467,13 +512,18 @@ class MainWindow(QMainWindow):
         if hasattr(self, "acts"):
             for name in ("save", "undo", "redo", "reset", "accept_lesion", "reject_lesion"):
                 self.acts[name].setEnabled(has_doc)
+        self.acts["run_anyway"].setEnabled(
+            self.current is not None and self.current.not_fundus and self.segmenter is not None
+        )
         if doc is None:
             self.panel.set_has_model(False)
+            self.panel.set_fov_note(None)
             self.panel.lesions.set_lesions([], {})
             self.panel.set_changes(None, None, None)
             self.setWindowTitle("Hemaview")
             return
         self.panel.set_has_model(doc.has_model)
+        self.panel.set_fov_note(doc.prediction.geometry.fov if doc.prediction else None)
         self.panel.set_threshold(doc.threshold)
         self.panel.set_status(doc.status)
         self.panel.lesions.set_lesions(doc.lesions, doc.decisions)

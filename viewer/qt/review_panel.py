@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from inference.fov import FieldOfView
 from viewer.qt.lesion_list import LesionList
 
 THRESHOLD_STEPS = 100  # the slider moves in 0.01 steps of probability
@@ -91,6 +92,14 @@ class ReviewPanel(QWidget):
         self.changes = QLabel()
         self.changes.setWordWrap(True)
         box.addWidget(self.changes)
+        # Shown only when the model saw an estimated field of view: the reviewer should
+        # check the suggestion near the photo's edge.
+        self.fov_note = QLabel()
+        self.fov_note.setWordWrap(True)
+        self.fov_note.setObjectName("fovNote")
+        self.fov_note.setStyleSheet("QLabel#fovNote { color: #b35c00; }")
+        self.fov_note.hide()
+        box.addWidget(self.fov_note)
 
         self.lesions = LesionList()
         lesions = QGroupBox(self.tr("Suggested lesions"))
@@ -140,6 +149,25 @@ class ReviewPanel(QWidget):
     def set_has_model(self, has_model: bool) -> None:
         for widget in (self.threshold, self.show_overlay, self.opacity, self.outline):
             widget.setEnabled(has_model)
+
+    def set_fov_note(self, fov: FieldOfView | None) -> None:
+        """Say when the field of view the model saw was estimated or run on request."""
+        if fov is None or not fov.estimated:
+            self.fov_note.hide()
+            return
+        if fov.forced:
+            text = self.tr(
+                "Run on request: this photo was refused as not a fundus photograph, and the "
+                "model saw the whole photo. Check the suggestion with care."
+            )
+        else:
+            text = self.tr(
+                "Field of view estimated: no circular edge was found, so the suggestion may "
+                "be off near the photo's edge."
+            )
+        self.fov_note.setText(text)
+        self.fov_note.setToolTip(fov.note)
+        self.fov_note.show()
 
     def set_changes(self, added: int | None, removed: int | None, dice: float | None) -> None:
         if added is None or removed is None or dice is None:

@@ -331,14 +331,15 @@ class PhotoLoader(QObject):
         self._latest_lock = threading.Lock()
         self._done.connect(self._on_done)
 
-    def request(self, path: str | os.PathLike[str]) -> int:
-        """Open `path`; `loaded` or `load_failed` follows (unless a newer request wins)."""
+    def request(self, path: str | os.PathLike[str], *, force: bool = False) -> int:
+        """Open `path`; `loaded` or `load_failed` follows (unless a newer request wins).
+        `force`: run the model on a photo refused as not a fundus photograph."""
         with self._latest_lock:
             self._latest += 1
             token = self._latest
         text = str(path)
         self.busy.emit(True)
-        self._pool.start(_Call(lambda: self._load(token, text)))
+        self._pool.start(_Call(lambda: self._load(token, text, force)))
         return token
 
     def cancel(self) -> None:
@@ -354,11 +355,13 @@ class PhotoLoader(QObject):
         with self._latest_lock:
             return token == self._latest
 
-    def _load(self, token: int, path: str) -> None:
+    def _load(self, token: int, path: str, force: bool = False) -> None:
         if not self._current(token):
             return  # superseded before it began
         try:
-            opened = self.session.open(path, predict_if_missing=self.predict_if_missing)
+            opened = self.session.open(
+                path, predict_if_missing=self.predict_if_missing, force=force
+            )
         except HemaviewError as exc:
             emit_quietly(self._done, token, path, None, str(exc))
         except Exception as exc:  # never let a worker die silently

@@ -302,7 +302,7 @@ def test_resume_continues_where_it_stopped(data: LabelledSet, tmp_path: Path) ->
     config = small_config(epochs=2, steps_per_epoch=2, reconstruction=False)
     train = data.evaluable()
 
-    def stop_after_first(epoch: int) -> None:
+    def stop_after_first(epoch: int, _net: object) -> None:
         if epoch == 1:
             raise Interrupted
 

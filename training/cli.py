@@ -36,7 +36,8 @@ def finetune_main(argv: Sequence[str]) -> int:
     from training.compare import calibrate_and_evaluate
     from training.configs import add_dataclass_args, dataclass_from_args
     from training.data import Sample, kfold_split, load_labelled_set, split_for_fold
-    from training.finetune import FinetuneConfig, finetune, predict_logits, resolve_device
+    from training.finetune import FinetuneConfig, finetune, predict_logits
+    from training.runtime import resolve_device
 
     parser = argparse.ArgumentParser(
         prog="hemaview-train finetune",

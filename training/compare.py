@@ -36,6 +36,8 @@ import torch
 
 from inference.atomic import atomic_write_bytes, atomic_write_text
 from inference.contract import PreprocessRecipe
+from inference.preprocess import Geometry
+from training.camera_data import other_camera_photo
 from training.configs import add_dataclass_args, dataclass_from_args, to_jsonable
 from training.data import (
     REPO_ROOT,
@@ -47,14 +49,7 @@ from training.data import (
     scan_idrid,
     split_for_fold,
 )
-from training.finetune import (
-    FinetuneConfig,
-    Progress,
-    finetune,
-    format_duration,
-    predict_logits,
-    resolve_device,
-)
+from training.finetune import FinetuneConfig, Progress, finetune, predict_logits
 from training.metrics import (
     Calibration,
     EvalPhoto,
@@ -64,6 +59,7 @@ from training.metrics import (
     evaluate,
     fit_platt,
 )
+from training.runtime import format_duration, resolve_device
 
 MODES = {"seg": False, "segrec": True}  # name -> reconstruction on
 MODE_LABELS = {"seg": "segmentation only", "segrec": "segmentation + reconstruction"}
@@ -175,6 +171,11 @@ class CompareConfig:
     device: str = _help("auto", "auto, cpu or cuda")
     seed: int = _help(0, "seed (fold k trains with seed + k)")
     threads: int = _help(0, "CPU threads for torch (0: torch's default)")
+    camera_versions: int = _help(
+        3, "other-camera versions of each training photo (0: none; see training.camera_data)"
+    )
+    camera_p: float = _help(0.5, "fraction of patches cut from an other-camera version")
+    bf16: bool = _help(True, "bfloat16 autocast where the device computes it natively")
 
     def resolved_scale(self) -> Scale:
         if self.scale not in SCALES:
@@ -233,6 +234,9 @@ def finetune_config(
         device=config.device,
         eval_window=scale.eval_window,
         threads=config.threads,
+        camera_versions=config.camera_versions,
+        camera_p=config.camera_p,
+        bf16=config.bf16,
     )
 
 
@@ -303,8 +307,22 @@ class RunResult:
         }
 
 
-def oof_path(folder: Path, name: str) -> Path:
-    return folder / "oof" / f"{name}.npy"
+def oof_path(folder: Path, name: str, kind: str = "oof") -> Path:
+    """Out-of-fold logits of one photo: "oof" as taken, "oof-camera" through another camera,
+    "curve/STEP" as the fold's model stood after STEP steps."""
+    return folder / kind / f"{name}.npy"
+
+
+def _save_logits(path: Path, logits: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.save(buffer, logits.astype(np.float16))
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def curve_epochs(epochs: int) -> list[int]:
+    """Where the AUPR-against-steps curve samples a run (its end is the run's own result)."""
+    return sorted({max(1, round(epochs * f)) for f in (1 / 8, 1 / 4, 1 / 2, 3 / 4)} - {epochs})
 
 
 def run_config(
@@ -335,7 +353,14 @@ def run_config(
             f"{spec.name}: fold {k + 1}/{len(folds)}: training on {len(train)} photos, "
             f"{len(test)} held out"
         )
-        run = finetune(ft_config, train, folder / f"fold{k}", log=log)
+        run = finetune(
+            ft_config,
+            train,
+            folder / f"fold{k}",
+            log=log,
+            on_epoch=_curve_snapshot(folder, test, ft_config, device),
+            cache_dir=_cache_dir(config),
+        )
         train_s += run.wall_s
         t1 = time.perf_counter()
         bar = Progress(len(todo), "photos", f"{spec.name}: fold {k + 1} predicting ")
@@ -343,22 +368,35 @@ def run_config(
             logits = predict_logits(
                 run.net, sample.image, device, window=ft_config.eval_window, bf16=ft_config.bf16
             )
-            path = oof_path(folder, sample.name)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            buffer = io.BytesIO()
-            np.save(buffer, logits.astype(np.float16))
-            atomic_write_bytes(path, buffer.getvalue())
+            if sample.evaluable:
+                # the same photo through another camera, as the clinic would preprocess it
+                image, geometry, _ = other_camera_photo(
+                    sample, data.recipe, camera_position(data, sample)
+                )
+                camera = predict_logits(
+                    run.net, image, device, window=ft_config.eval_window, bf16=ft_config.bf16
+                )
+                _save_logits(oof_path(folder, sample.name, "oof-camera"), camera)
+                atomic_write_text(
+                    oof_path(folder, sample.name, "oof-camera").with_suffix(".json"),
+                    json.dumps(geometry.to_dict()),
+                )
+            _save_logits(oof_path(folder, sample.name), logits)  # last: marks the photo done
             bar.update(i + 1)
         predict_s += time.perf_counter() - t1
     evaluable = [s for s in data.samples if s.evaluable]
     oof = {s.name: np.load(oof_path(folder, s.name)).astype(np.float32) for s in evaluable}
     calibration, result = calibrate_and_evaluate(evaluable, oof)
+    extra = {
+        "other_camera": _other_camera_metrics(folder, evaluable, calibration),
+        "curve": _curve(folder, evaluable, result, scale),
+    }
     # Training time comes from the checkpoints, so a resumed run still reports its whole cost.
     train_s = max(train_s, _logged_train_seconds(folder, len(folds)))
     wall = time.perf_counter() - t0
     run_result = RunResult(
         spec,
-        result.summary(),
+        {**result.summary(), **extra},
         calibration,
         train_s,
         predict_s,
@@ -388,6 +426,76 @@ def run_config(
         f"lesion sensitivity {result.lesion_sensitivity:.3f}, FP/photo {result.fp_per_photo:.1f}"
     )
     return run_result
+
+
+def _curve_snapshot(
+    folder: Path, test: Sequence[Sample], config: FinetuneConfig, device: torch.device
+) -> Any:
+    """An on_epoch callback saving the held-out photos' logits at the curve's epochs."""
+
+    def snapshot(epoch: int, net: Any) -> None:
+        if epoch not in curve_epochs(config.epochs):
+            return
+        step = epoch * config.steps_per_epoch
+        for sample in test:
+            if sample.evaluable:
+                logits = predict_logits(
+                    net, sample.image, device, window=config.eval_window, bf16=config.bf16
+                )
+                _save_logits(oof_path(folder, sample.name, f"curve/{step}"), logits)
+
+    return snapshot
+
+
+def _cache_dir(config: CompareConfig) -> Path | None:
+    return Path(config.cache_dir) if config.cache_dir else None
+
+
+def camera_position(data: LabelledSet, sample: Sample) -> int:
+    """Which fixed other camera a photo gets: by its rank among the evaluable photos, so the
+    variants are spread evenly over the set whatever the folds."""
+    names = sorted(s.name for s in data.evaluable())
+    return names.index(sample.name)
+
+
+def _other_camera_metrics(
+    folder: Path, evaluable: Sequence[Sample], calibration: Calibration
+) -> dict[str, Any] | None:
+    """The out-of-fold photos through other cameras, scored with the plain photos'
+    calibration and threshold-free AUPR (the clinic would not recalibrate per camera)."""
+    photos = []
+    for s in evaluable:
+        path = oof_path(folder, s.name, "oof-camera")
+        if not path.is_file() or s.mask_path is None:
+            return None  # a run from before the camera evaluation: nothing to report
+        geometry = Geometry.from_dict(json.loads(path.with_suffix(".json").read_text()))
+        logits = np.load(path).astype(np.float32)
+        photos.append(EvalPhoto(s.name, calibration.apply(logits), geometry, s.mask_path))
+    log("evaluating the other-camera versions at full resolution")
+    return evaluate(photos, None).summary()
+
+
+def _curve(
+    folder: Path, evaluable: Sequence[Sample], final: EvalResult, scale: Scale
+) -> list[dict[str, float]]:
+    """Pooled full-resolution AUPR of the out-of-fold photos against steps per fold."""
+    points = []
+    for epoch in curve_epochs(scale.epochs):
+        step = epoch * scale.steps_per_epoch
+        paths = [oof_path(folder, s.name, f"curve/{step}") for s in evaluable]
+        if not all(p.is_file() for p in paths):
+            continue
+        photos = [
+            EvalPhoto(
+                s.name, 1 / (1 + np.exp(-np.load(p).astype(np.float32))), s.geometry, s.mask_path
+            )
+            for s, p in zip(evaluable, paths, strict=True)
+            if s.mask_path is not None
+        ]
+        # AUPR needs no calibration: Platt scaling is monotone, the ranking is the same
+        points.append({"steps": step, "pooled_aupr": evaluate(photos, None).pooled_aupr})
+    points.append({"steps": scale.epochs * scale.steps_per_epoch, "pooled_aupr": final.pooled_aupr})
+    return points
 
 
 def _logged_train_seconds(folder: Path, n_folds: int) -> float:

@@ -15,7 +15,7 @@ import io
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TextIO
@@ -24,13 +24,22 @@ import numpy as np
 import torch
 
 from inference.atomic import atomic_write_bytes, atomic_write_text
+from inference.contract import PreprocessRecipe
 from inference.errors import HemaviewError
 from training.augment import PAIR_AUGMENT, augment_pair
+from training.camera_data import CameraVersion, add_camera_versions
 from training.configs import to_jsonable
-from training.data import Sample
+from training.data import Sample, default_cache_dir
 from training.losses import LossWeights, total_loss
 from training.metrics import PRHistogram
 from training.model import HemaviewNet, ModelConfig, normalise
+from training.runtime import (
+    autocast,
+    format_duration,
+    memory_format,
+    precision_note,
+    resolve_device,
+)
 
 CHECKPOINT_KIND = "hemaview-finetune"
 CHECKPOINT_VERSION = 1
@@ -71,9 +80,16 @@ class FinetuneConfig:
     dice_weight: float = _help(1.0, "weight of the soft Dice term")
     focal_gamma: float = _help(0.0, "focal-loss gamma (0: plain BCE)")
     augment: bool = _help(True, "random geometric and colour augmentation")
+    camera_versions: int = _help(
+        0, "other-camera versions of each photo, made before preprocessing (0: none)"
+    )
+    camera_p: float = _help(0.5, "fraction of patches cut from an other-camera version")
+    camera_seed: int = _help(0, "seed of the other cameras (the same for every fold)")
     seed: int = _help(0, "seed for initialisation, sampling and augmentation")
     device: str = _help("auto", "auto, cpu or cuda")
-    bf16: bool = _help(True, "bfloat16 autocast on CUDA (ignored on CPU)")
+    bf16: bool = _help(
+        True, "bfloat16 autocast and channels_last on CUDA and on CPUs with bfloat16 units"
+    )
     eval_every: int = _help(0, "evaluate on the validation photos every N epochs (0: never)")
     early_stop: int = _help(0, "stop after N evaluations without improvement (0: never)")
     eval_window: int = _help(0, "sliding-window side for inference (0: the whole image)")
@@ -137,18 +153,6 @@ class FinetuneConfig:
 
 class CheckpointError(HemaviewError):
     """A checkpoint cannot be read, or belongs to a different run."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
-    return torch.device(name)
-
-
-def _autocast(device: torch.device, bf16: bool) -> Any:
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and bf16)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -276,13 +280,6 @@ def _check_resumable(
 # Progress and logs
 
 
-def format_duration(seconds: float) -> str:
-    seconds = max(round(seconds), 0)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
-
-
 class Progress:
     """One readable line per update, with the rate and the time left; redrawn on a terminal."""
 
@@ -380,7 +377,13 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
 class PatchSampler:
     """Lesion-biased patches cut from photos held on the training device."""
 
-    def __init__(self, samples: Sequence[Sample], config: FinetuneConfig, device: torch.device):
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        config: FinetuneConfig,
+        device: torch.device,
+        cameras: Mapping[str, Sequence[CameraVersion]] | None = None,
+    ):
         use_unannotated = config.reconstruction and config.recon_weight > 0
         self.samples = [s for s in samples if s.annotated or use_unannotated]
         if not any(s.annotated for s in self.samples):
@@ -402,21 +405,28 @@ class PatchSampler:
         )
         self.lesion_bias = config.lesion_bias
         self.augment = config.augment
-        self.images = torch.from_numpy(np.stack([s.image for s in self.samples])).permute(
-            0, 3, 1, 2
-        )
-        self.images = self.images.contiguous().to(device)  # (P, 3, S, S) uint8
-        masks = [
-            s.mask if s.mask is not None else np.zeros((size, size), np.float32)
-            for s in self.samples
-        ]
-        self.masks = torch.from_numpy(np.stack(masks)[:, None]).to(device)  # (P, 1, S, S) float32
-        self.fov = torch.from_numpy(np.stack([s.fov for s in self.samples])[:, None]).to(
-            device
-        )  # bool
-        self.annotated = torch.tensor(
-            [float(s.annotated) for s in self.samples], device=device
-        )  # (P,)
+        self.camera_p = config.camera_p
+        # Rows: each photo as taken, then its other-camera versions (cameras[name]).
+        images: list[np.ndarray] = []
+        masks: list[np.ndarray] = []
+        fovs: list[np.ndarray] = []
+        annotated: list[float] = []
+        self.rows: list[list[int]] = []
+        empty = np.zeros((size, size), np.float32)
+        for s in self.samples:
+            versions = list((cameras or {}).get(s.name, ()))
+            self.rows.append(list(range(len(images), len(images) + 1 + len(versions))))
+            images += [s.image, *(v.image for v in versions)]
+            masks += [s.mask if s.mask is not None else empty] + [
+                v.mask if v.mask is not None else empty for v in versions
+            ]
+            fovs += [s.fov, *(v.fov for v in versions)]
+            annotated += [float(s.annotated)] * (1 + len(versions))
+        self.images = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+        self.images = self.images.contiguous().to(device)  # (R, 3, S, S) uint8
+        self.masks = torch.from_numpy(np.stack(masks)[:, None]).to(device)  # (R, 1, S, S) float32
+        self.fov = torch.from_numpy(np.stack(fovs)[:, None]).to(device)  # (R, 1, S, S) bool
+        self.annotated = torch.tensor(annotated, device=device)  # (R,)
         # centres to draw from: lesion pixels, and field-of-view pixels on a coarse grid
         self.lesion_points = [
             np.argwhere(s.mask > 0.25) if s.mask is not None else np.zeros((0, 2), np.int64)
@@ -432,8 +442,12 @@ class PatchSampler:
         annotated (n,)."""
         photos = rng.integers(0, len(self.samples), n)
         half = self.context // 2
-        images, masks, fov = [], [], []
+        images, masks, fov, rows = [], [], [], []
         for p in photos:
+            row = self.rows[p][0]
+            if len(self.rows[p]) > 1 and rng.random() < self.camera_p:
+                row = self.rows[p][1 + int(rng.integers(len(self.rows[p]) - 1))]
+            rows.append(row)
             points = self.lesion_points[p]
             if len(points) and rng.random() < self.lesion_bias:
                 y, x = points[rng.integers(len(points))]
@@ -446,10 +460,10 @@ class PatchSampler:
             y0 = int(np.clip(y - half, 0, self.size - self.context))
             x0 = int(np.clip(x - half, 0, self.size - self.context))
             window = (slice(y0, y0 + self.context), slice(x0, x0 + self.context))
-            images.append(self.images[p, :, window[0], window[1]])
-            masks.append(self.masks[p, :, window[0], window[1]])
-            fov.append(self.fov[p, :, window[0], window[1]])
-        index = torch.as_tensor(photos, device=self.device)
+            images.append(self.images[row, :, window[0], window[1]])
+            masks.append(self.masks[row, :, window[0], window[1]])
+            fov.append(self.fov[row, :, window[0], window[1]])
+        index = torch.as_tensor(rows, device=self.device)
         img = torch.stack(images).float()  # (n, 3, c, c) 0-255
         msk = torch.stack(masks)  # (n, 1, c, c)
         val = torch.stack(fov).float()  # (n, 1, c, c)
@@ -487,9 +501,9 @@ def predict_logits(
     net.eval()
     x = normalise(
         torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device), net.config
-    )  # (1, 3, S, S)
+    ).contiguous(memory_format=memory_format(device, bf16))  # (1, 3, S, S)
     size = x.shape[-1]
-    with _autocast(device, bf16):
+    with autocast(device, bf16):
         if not window or window >= size:
             logits = net(x)[0].float()
         else:
@@ -542,11 +556,12 @@ def finetune(
     val: Sequence[Sample] = (),
     log: Callable[[str], None] = print,
     progress_stream: TextIO | None = None,
-    on_epoch: Callable[[int], None] | None = None,
+    on_epoch: Callable[[int, HemaviewNet], None] | None = None,
+    cache_dir: Path | None = None,
 ) -> FinetuneResult:
     """Train (or resume, or just load when finished) the run in `out_dir`.
 
-    `on_epoch(epoch)` is called after each epoch's checkpoint is written.
+    `on_epoch(epoch, net)` is called after each epoch's checkpoint is written.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -559,7 +574,9 @@ def finetune(
     if ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
         _check_resumable(ckpt_path, state, config, names)
-    net = build_net(config, load_init=state is None).to(device)
+    layout = memory_format(device, config.bf16)
+    net = build_net(config, load_init=state is None).to(device).to(memory_format=layout)
+    log(f"precision: {precision_note(device, config.bf16)}")
     optimizer = _optimizer(net, config)
     schedule = _schedule(optimizer, config)
     history: list[dict[str, Any]] = []
@@ -580,7 +597,18 @@ def finetune(
         net.eval()
         return FinetuneResult(net, config, history, wall, out_dir, names)
 
-    sampler = PatchSampler(train, config, device)
+    cameras = None
+    if config.camera_versions:
+        recipe = PreprocessRecipe(working_size=config.working_size)
+        cameras = add_camera_versions(
+            train,
+            recipe,
+            config.camera_versions,
+            cache_dir or default_cache_dir(),
+            seed=config.camera_seed,
+        )
+        log(f"other cameras: {config.camera_versions} versions of each of {len(cameras)} photos")
+    sampler = PatchSampler(train, config, device, cameras)
     weights = config.loss_weights()
     progress = Progress(config.total_steps, "steps", "fine-tune ", progress_stream, done=step)
     (out_dir / "config.json").write_text(_json(to_jsonable(config)))
@@ -595,9 +623,12 @@ def finetune(
         sums: dict[str, float] = {}
         for _ in range(config.steps_per_epoch):
             images, masks, valid, annotated = sampler.batch(config.batch_size, rng, generator)
-            x = normalise(images, net.config)  # (n, 3, c, c)
-            with _autocast(device, config.bf16):
+            x = normalise(images, net.config).contiguous(memory_format=layout)  # (n, 3, c, c)
+            with autocast(device, config.bf16):
                 logits, recon = net(x)  # (n, 1, c, c), (n, 3, c, c) or None
+            # the loss in float32: bfloat16's 8-bit mantissa would blur a Dice over patches
+            logits = logits.float()
+            recon = recon.float() if recon is not None else None
             loss, parts = total_loss(logits, recon, x, masks, valid, annotated, weights)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -671,7 +702,8 @@ def finetune(
         )
         write_log(out_dir, history)
         if on_epoch is not None:
-            on_epoch(epoch)
+            on_epoch(epoch, net)
+            net.train()
         if stop:
             log(
                 f"early stop after epoch {epoch}: no improvement in {config.early_stop} evaluations"

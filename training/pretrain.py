@@ -41,6 +41,7 @@ from training.configs import add_dataclass_args, dataclass_from_args, to_jsonabl
 from training.data import IDRID_SOURCE, data_root
 from training.moco import MoCo, info_nce, top1
 from training.model import HemaviewNet, ModelConfig
+from training.runtime import autocast, memory_format, precision_note
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
@@ -117,7 +118,10 @@ class PretrainConfig:
     workers: int = field(default=4, metadata={"help": "threads preprocessing photos"})
     seed: int = 0
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
-    amp: bool = field(default=True, metadata={"help": "bfloat16 autocast on CUDA"})
+    amp: bool = field(
+        default=True,
+        metadata={"help": "bfloat16 autocast on CUDA and on CPUs with bfloat16 units"},
+    )
     data_on_device: bool = field(default=True, metadata={"help": "keep the photos on the GPU"})
     max_photos: int = field(default=0, metadata={"help": "use only the first N photos (0: all)"})
     log_every: int = 10
@@ -324,9 +328,11 @@ def _pretrain(config: PretrainConfig, rt: _Runtime) -> Path:
 
     local_batch = config.batch_size // rt.world
     splits = config.bn_splits or (1 if rt.world > 1 else auto_bn_splits(local_batch))
+    layout = memory_format(rt.device, config.amp)
     model = MoCo(
         config.encoder, config.dim, config.queue_size, config.momentum, config.temperature, splits
     ).to(rt.device)
+    model = model.to(memory_format=layout)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(
         params, lr=config.lr, momentum=config.sgd_momentum, weight_decay=config.weight_decay
@@ -375,12 +381,12 @@ def _pretrain(config: PretrainConfig, rt: _Runtime) -> Path:
         MOCO_AUGMENT, scale=(float(config.crop_scale[0]), float(config.crop_scale[1]))
     )
     model_config = ModelConfig(encoder=config.encoder)
-    autocast = config.amp and rt.device.type == "cuda"
     if lead:
         print(
             f"MoCo v2 {config.encoder}: {len(images)} photos at {config.working_size} px, "
             f"crops {config.crop_size} px, batch {config.batch_size} over {rt.world} process(es) "
-            f"on {rt.device}, BN groups per process {splits}, {steps_per_epoch} steps/epoch",
+            f"on {rt.device}, BN groups per process {splits}, {steps_per_epoch} steps/epoch; "
+            f"{precision_note(rt.device, config.amp)}",
             flush=True,
         )
     recent: deque[float] = deque(maxlen=50)
@@ -405,12 +411,14 @@ def _pretrain(config: PretrainConfig, rt: _Runtime) -> Path:
                 im_q, im_k = moco_views(
                     batch_images, batch_fov, generator, config.crop_size, augment, model_config
                 )  # (n, 3, c, c) each
+                im_q = im_q.contiguous(memory_format=layout)
+                im_k = im_k.contiguous(memory_format=layout)
                 _sync(rt.device)
                 t1 = time.perf_counter()
                 lr = cosine_lr(config, step, total)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                with torch.autocast(rt.device.type, dtype=torch.bfloat16, enabled=autocast):
+                with autocast(rt.device, config.amp):
                     output = net(im_q, im_k, generator=generator)
                 loss = info_nce(output)
                 optimizer.zero_grad(set_to_none=True)

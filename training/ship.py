@@ -43,7 +43,8 @@ from training.compare import (
 )
 from training.configs import add_dataclass_args, dataclass_from_args, to_jsonable
 from training.data import REPO_ROOT
-from training.finetune import FinetuneConfig, finetune, format_duration, resolve_device
+from training.finetune import FinetuneConfig, finetune
+from training.runtime import format_duration, resolve_device
 
 DEFAULT_MODEL = REPO_ROOT / "resources" / "models" / "hemorrhage.onnx"
 AUPR_BAR = 0.50

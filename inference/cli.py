@@ -93,6 +93,7 @@ def write_outputs(out_dir: Path, photo_path: Path, prediction: Prediction) -> li
             prov.device,
             fov_method=prov.fov.get("method", "circle"),
             forced=bool(prov.fov.get("forced", False)),
+            file=prov.model_file,
         ),
         changes=None,
         source="model",
@@ -294,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hemaview-infer: cannot use the model: {exc}", file=err)
         return EXIT_USAGE
     print(
-        f"model {segmenter.contract.model_name} ({segmenter.model.sha256[:12]}), "
+        f"model {segmenter.model_reason}, SHA-256 {segmenter.model.sha256[:12]}; "
         f"{segmenter.device_reason}",
         file=err,
     )

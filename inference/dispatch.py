@@ -190,7 +190,7 @@ class Dispatcher:
         assert self.remote is not None
         with self._backend_lock:
             backend = self._backend or TritonBackend(
-                self.segmenter.model, self.remote, connect=False
+                self.segmenter.source_model, self.remote, connect=False
             )
             self._backend = None
             try:

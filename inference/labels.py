@@ -199,6 +199,7 @@ class ModelInfo:
     # this field read as "circle", which is what they had.
     fov_method: str = "circle"
     forced: bool = False  # the photo was refused as not a fundus photograph and run on request
+    file: str = ""  # the model file that ran (hemorrhage.onnx or its INT8 hemorrhage-int8.onnx)
 
     def __post_init__(self) -> None:
         if not _check_str(self.name, "model.name"):
@@ -209,6 +210,7 @@ class ModelInfo:
         _check_choice(self.fov_method, "model.fov_method", FOV_METHODS)
         if not isinstance(self.forced, bool):
             raise _fail(f"model.forced must be true or false, not {self.forced!r}")
+        _check_str(self.file, "model.file")
 
 
 @dataclass(frozen=True)
@@ -419,6 +421,7 @@ def _record_from_dict(data: object) -> ProvenanceRecord:
             device=_require(model_d, "device", "model."),
             fov_method=model_d.get("fov_method", "circle"),
             forced=model_d.get("forced", False),
+            file=model_d.get("file", ""),
         )
     changes_v = _require(top, "changes")
     changes = None

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 
 from inference.backends import Backend, create_backend
+from inference.backends.onnx_local import check_cuda
 from inference.errors import HemaviewError
+from inference.model_choice import choose_model
 from inference.model_file import ModelFile
 from inference.photo_io import Photo, read_photo
 from inference.postprocess import Lesion, find_lesions_guided, probability_to_full
@@ -44,6 +46,7 @@ class Provenance:
     fov: dict[str, Any]
     timings_ms: dict[str, float]
     app_version: str = __version__
+    model_file: str = ""  # the file that ran (e.g. hemorrhage-int8.onnx); "" before it was kept
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,8 +109,19 @@ class PhotoFailure:
 class Segmenter:
     """A model and the backend that runs it."""
 
-    def __init__(self, model: ModelFile, backend: Backend):
+    def __init__(
+        self,
+        model: ModelFile,
+        backend: Backend,
+        *,
+        source: ModelFile | None = None,
+        model_reason: str = "",
+    ):
         self.model = model
+        # The fp32 model this one stands for: the same file, or the source of an INT8 one.
+        # Remote servers serve it, and their results are checked against it.
+        self.source_model = source or model
+        self.model_reason = model_reason or model.path.name
         self.backend = backend
         self.contract = model.contract
         self.threshold = model.contract.default_threshold
@@ -120,9 +134,22 @@ class Segmenter:
         backend: str = "local",
         **backend_options: Any,
     ) -> Segmenter:
-        """The shipped model (or `model_path`) on the best local backend (or the named one)."""
+        """`model_path` exactly as given; or the shipped model, as its INT8 file when running
+        on a CPU (inference.model_choice), on the best local backend (or the named one)."""
         model = ModelFile.open(model_path)
-        return cls(model, create_backend(backend, model, **backend_options))
+        if model_path is not None or backend not in ("local", "cpu"):
+            return cls(model, create_backend(backend, model, **backend_options))
+        on_cpu = backend == "cpu" or not check_cuda().usable
+        choice = choose_model(model, on_cpu)
+        if on_cpu:
+            # the CPU asked for outright: a failing CUDA provider cannot bind the fp32 file
+            backend = "cpu"
+        return cls(
+            choice.model,
+            create_backend(backend, choice.model, **backend_options),
+            source=choice.source,
+            model_reason=choice.reason,
+        )
 
     @property
     def device(self) -> str:
@@ -178,11 +205,15 @@ class Segmenter:
         )
         timings = {**timings, "postprocess": (time.perf_counter() - t0) * 1e3}
         fov = prepared.geometry.fov
+        device = device or self.backend.device
+        # a remote server runs the fp32 model this one stands for
+        ran = self.source_model if device == "triton" else self.model
         provenance = Provenance(
-            model_name=self.contract.model_name,
-            model_version=self.contract.model_version,
-            model_sha256=self.contract.sha256,
-            device=device or self.backend.device,
+            model_name=ran.contract.model_name,
+            model_version=ran.contract.model_version,
+            model_sha256=ran.contract.sha256,
+            model_file=ran.path.name,
+            device=device,
             device_reason=device_reason or self.backend.reason,
             threshold=threshold,
             photo_sha256=photo.sha256,

@@ -3,6 +3,7 @@ the model contract, opens through inference.Segmenter and predicts like the fp32
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,80 @@ def test_cli_reports_both_models_and_a_decision(
     check = ModelFile.open(out).contract.metrics["int8_check"]  # the evidence, in the file
     assert check["n_photos_evaluated"] == 1 and isinstance(check["ship"], bool)
     assert 0.0 <= check["int8_aupr"] <= 1.0 and check["speedup"] > 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Which file runs: INT8 on a CPU when it was made from the shipped fp32 model
+
+
+@pytest.fixture
+def shipped_pair(
+    fp32_path: Path, int8_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A resources folder holding an fp32 model and its INT8 file, as the app ships them."""
+    models = tmp_path / "resources" / "models"
+    models.mkdir(parents=True)
+    shutil.copy(fp32_path, models / "hemorrhage.onnx")
+    shutil.copy(int8_path, models / "hemorrhage-int8.onnx")
+    monkeypatch.setenv("HEMAVIEW_RESOURCES", str(tmp_path / "resources"))
+    return models
+
+
+def test_the_cpu_runs_the_int8_file_and_the_gpu_the_fp32_one(shipped_pair: Path) -> None:
+    from inference.model_choice import choose_model
+
+    fp32 = ModelFile.open(shipped_pair / "hemorrhage.onnx")
+    on_cpu = choose_model(fp32, on_cpu=True)
+    assert on_cpu.model.path.name == "hemorrhage-int8.onnx" and on_cpu.source is fp32
+    assert "INT8" in on_cpu.reason
+    on_gpu = choose_model(fp32, on_cpu=False)
+    assert on_gpu.model is fp32 and "fp32" in on_gpu.reason
+
+
+def test_the_shipped_model_on_the_cpu_records_the_int8_file_in_provenance(
+    shipped_pair: Path,
+) -> None:
+    segmenter = Segmenter.open(backend="cpu")
+    try:
+        assert segmenter.model.path.name == "hemorrhage-int8.onnx"
+        assert segmenter.source_model.path.name == "hemorrhage.onnx"  # what Triton must serve
+        prediction = segmenter.predict(idrid_photo(1))
+    finally:
+        segmenter.close()
+    assert prediction.provenance.model_file == "hemorrhage-int8.onnx"
+    assert prediction.provenance.model_sha256 == segmenter.model.sha256
+    # a path given outright is opened as given, whatever the device
+    exact = Segmenter.open(shipped_pair / "hemorrhage.onnx", backend="cpu")
+    try:
+        assert exact.model.path.name == "hemorrhage.onnx"
+    finally:
+        exact.close()
+
+
+def test_an_int8_file_of_another_model_or_one_that_failed_its_check_is_not_used(
+    shipped_pair: Path, tmp_path: Path
+) -> None:
+    from inference.model_choice import choose_model
+    from training.quantize import record_evaluation
+
+    # another fp32 model beside the same INT8 file: the INT8 file is not its quantisation
+    torch.manual_seed(1)
+    other = shipped_pair / "hemorrhage.onnx"
+    export_model(
+        HemaviewNet(ModelConfig()).eval(),
+        other,
+        PreprocessRecipe(working_size=SIZE),
+        check_parity=False,
+    )
+    choice = choose_model(ModelFile.open(other), on_cpu=True)
+    assert choice.model.path.name == "hemorrhage.onnx" and "another model" in choice.reason
+
+    # its own INT8 file, whose recorded check said do not ship
+    failed = shipped_pair / "hemorrhage-int8.onnx"
+    failed.unlink()
+    quantize_model(other, failed, CALIBRATION, QuantizeOptions())
+    record_evaluation(failed, {"ship": False, "aupr_drop": 0.05, "speedup": 1.8})
+    choice = choose_model(ModelFile.open(other), on_cpu=True)
+    assert choice.model.path.name == "hemorrhage.onnx" and "quality check" in choice.reason
+    failed.unlink()
+    assert "no INT8 file" in choose_model(ModelFile.open(other), on_cpu=True).reason

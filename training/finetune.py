@@ -435,6 +435,13 @@ class PatchSampler:
         self.fov_points = [np.argwhere(s.fov[::4, ::4]) * 4 for s in self.samples]
         self.size = size
 
+    def row(self, photo: int, rng: np.random.Generator) -> int:
+        """The row a patch of `photo` is cut from: an other-camera version at camera_p."""
+        rows = self.rows[photo]
+        if len(rows) > 1 and rng.random() < self.camera_p:
+            return rows[1 + int(rng.integers(len(rows) - 1))]
+        return rows[0]
+
     def batch(
         self, n: int, rng: np.random.Generator, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -444,9 +451,7 @@ class PatchSampler:
         half = self.context // 2
         images, masks, fov, rows = [], [], [], []
         for p in photos:
-            row = self.rows[p][0]
-            if len(self.rows[p]) > 1 and rng.random() < self.camera_p:
-                row = self.rows[p][1 + int(rng.integers(len(self.rows[p]) - 1))]
+            row = self.row(int(p), rng)
             rows.append(row)
             points = self.lesion_points[p]
             if len(points) and rng.random() < self.lesion_bias:

@@ -54,6 +54,7 @@ def run_selftest(model_path: str | None = None) -> int:
         seg = Segmenter.open(model_path)
         c = seg.contract
         line(True, f"model {c.model_name} {c.model_version} at {path}")
+        line(True, f"model file that runs: {seg.model_reason}")
         line(True, f"model SHA-256 verified: {c.sha256}")
         line(True, f"loaded in {time.perf_counter() - t0:.1f} s; {seg.device_reason}")
         if seg.device != "cuda":

@@ -262,6 +262,7 @@ class Document:
                 device,
                 fov_method=prov.fov.get("method", "circle"),
                 forced=bool(prov.fov.get("forced", False)),
+                file=prov.model_file,
             )
         elif self.saved_record is not None:
             model = self.saved_record.model

@@ -249,7 +249,8 @@ class MainWindow(QMainWindow):
         )
         self.model_label.setToolTip(
             f"{segmenter.contract.model_name} {segmenter.contract.model_version} "
-            f"({segmenter.model.sha256[:12]})\n{segmenter.device_reason}"
+            f"({segmenter.model.sha256[:12]})\n{segmenter.model_reason}\n"
+            f"{segmenter.device_reason}"
         )
         if segmenter.device != "cuda":
             self.statusBar().showMessage(segmenter.device_reason, 10000)

@@ -134,7 +134,7 @@ class Preannotator(QObject):
         remote = self.remote()
         self.remote_label.setVisible(remote is not None)
         if remote is not None:
-            model = self.segmenter.model if self.segmenter is not None else None
+            model = self.segmenter.source_model if self.segmenter is not None else None
             self.health.submit(remote_health, remote, model)
 
     def _show_health(self, value: object) -> None:

@@ -502,36 +502,57 @@ def quantize_main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     if args.calibration_photos < 1:
         parser.error("--calibration-photos must be at least 1")
-    photo_dir = args.data_dir or default_photo_dir()
-    calibration = pick_photos(photo_dir, args.calibration_photos)
-    if not calibration:
-        raise FileNotFoundError(f"no photos in {photo_dir}")
     options = QuantizeOptions(
         method=args.method, activations=args.activations, reduce_range=not args.full_range
     )
-    print(f"calibrating on {len(calibration)} photos: {', '.join(p.stem for p in calibration)}")
-    contract = quantize_model(args.model, args.out, calibration, options)
-    print(
-        f"wrote {args.out} ({contract.model_name} {contract.model_version}, "
-        f"SHA-256 {contract.sha256})"
-    )
-    if args.eval_photos <= 0:
-        return 0
-    evaluation = pick_photos(photo_dir, args.eval_photos, skip=calibration, with_masks=True)
-    if not evaluation:
-        print("no photos with masks to evaluate on; not recording a decision")
-        return 0
-    print(f"evaluating on {len(evaluation)} photos: {', '.join(p.stem for p in evaluation)}")
-    result = evaluate_int8(
+    result = quantize_and_check(
         args.model,
         args.out,
-        evaluation,
-        [idrid_mask(p) for p in evaluation],
+        args.data_dir or default_photo_dir(),
+        calibration_photos=args.calibration_photos,
+        eval_photos=args.eval_photos,
+        options=options,
         threads=args.threads,
-        progress=lambda text: print(f"  {text}", flush=True),
     )
-    record_evaluation(args.out, result)
-    print(format_report(result))
-    if args.json is not None:
+    if result is not None and args.json is not None:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0
+
+
+def quantize_and_check(
+    model: Path,
+    out: Path,
+    photo_dir: Path,
+    *,
+    calibration_photos: int = 8,
+    eval_photos: int = 8,
+    options: QuantizeOptions | None = None,
+    threads: int = 0,
+    log: Any = print,
+) -> dict[str, Any] | None:
+    """Quantise `model` into `out`, then measure both on photos with masks (none of them
+    calibration photos) and record the figures and the decision in the INT8 file."""
+    calibration = pick_photos(photo_dir, calibration_photos)
+    if not calibration:
+        raise FileNotFoundError(f"no photos in {photo_dir}")
+    log(f"calibrating on {len(calibration)} photos: {', '.join(p.stem for p in calibration)}")
+    contract = quantize_model(model, out, calibration, options or QuantizeOptions())
+    log(f"wrote {out} ({contract.model_name} {contract.model_version}, SHA-256 {contract.sha256})")
+    if eval_photos <= 0:
+        return None
+    evaluation = pick_photos(photo_dir, eval_photos, skip=calibration, with_masks=True)
+    if not evaluation:
+        log("no photos with masks to evaluate on; not recording a decision")
+        return None
+    log(f"evaluating on {len(evaluation)} photos: {', '.join(p.stem for p in evaluation)}")
+    result = evaluate_int8(
+        model,
+        out,
+        evaluation,
+        [idrid_mask(p) for p in evaluation],
+        threads=threads,
+        progress=lambda text: log(f"  {text}"),
+    )
+    record_evaluation(out, result)
+    log(format_report(result))
+    return result

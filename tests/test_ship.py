@@ -1,0 +1,64 @@
+"""`hemaview-train ship` end to end at a tiny size: every stage, the card, and a rerun that
+resumes instead of redoing what is finished."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import IDRID
+
+from inference.model_file import ModelFile
+from training.ship import ShipConfig, ship
+
+pytestmark = pytest.mark.slow
+
+
+def test_ship_makes_both_files_and_a_card_and_a_rerun_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models = tmp_path / "models"
+    config = ShipConfig(
+        out=str(tmp_path / "run"),
+        model_out=str(models / "hemorrhage.onnx"),
+        data_dir=str(IDRID),
+        cache_dir=str(tmp_path / "cache"),
+        choose="random-seg",
+        photos=4,
+        folds=2,
+        epochs=2,
+        steps_per_epoch=1,
+        batch_size=2,
+        working_size=256,
+        crop_size=64,
+        camera_versions=1,
+        int8_calibration_photos=2,
+        int8_eval_photos=2,
+        device="cpu",
+        threads=1,
+    )
+    model_path = ship(config)
+    assert model_path == models / "hemorrhage.onnx"
+    fp32 = ModelFile.open(model_path)
+    int8 = ModelFile.open(models / "hemorrhage-int8.onnx")
+    assert int8.contract.training_config["quantisation"]["source_sha256"] == fp32.sha256
+    assert "int8_check" in int8.contract.metrics
+    card = (models / "MODEL_CARD.md").read_text()
+    assert fp32.sha256 in card and "other cameras" in card and "## INT8" in card
+    assert "quantize" in card  # the time of every stage
+    cv = fp32.contract.metrics["cross_validation"]
+    assert 0.0 <= cv["pooled_aupr"] <= 1.0 and cv["other_camera"]["pooled_aupr"] >= 0.0
+    state = json.loads((tmp_path / "run" / "ship_state.json").read_text())
+    assert set(state) == {"compare", "fit", "export", "quantize"}
+
+    capsys.readouterr()
+
+    # a rerun finds every stage done: nothing is trained, exported or quantised again
+    checkpoint = tmp_path / "run" / "final" / "checkpoint.pt"
+    before = checkpoint.stat().st_mtime_ns, (models / "hemorrhage-int8.onnx").read_bytes()
+    ship(config)
+    printed = capsys.readouterr().out
+    assert "already this model; kept" in printed and "already this model's INT8" in printed
+    assert checkpoint.stat().st_mtime_ns == before[0]
+    assert (models / "hemorrhage-int8.onnx").read_bytes() == before[1]

@@ -7,12 +7,14 @@ ratio from one run is what can be compared), never an assertion:
 
 1. Pretraining: `training.augment.moco_views` on photos held in memory as uint8 tensors
    (what `training.pretrain` does each step) against a MoCo v2 step (query and key encoders,
-   InfoNCE, backward, SGD), in photos per second.
+   InfoNCE, backward, SGD), in photos per second; the step in float32 and, where the CPU
+   computes bfloat16 natively, in bfloat16 autocast with channels_last (as training runs it).
 2. Fine-tuning: `training.finetune.PatchSampler.batch` (lesion-biased patches cut by tensor
    slicing, then `augment_pair`) against a HemaviewNet step (forward, BCE + Dice +
-   reconstruction loss, backward, AdamW), in photos (patches) per second.
-   In both, data work and the step run one after the other in one process, as in training:
-   the share of a step's time spent on data is what the data side costs.
+   reconstruction loss, backward, AdamW), in photos (patches) per second; float32 against
+   bfloat16 as above, and with `--compile` the faster one under torch.compile too.
+   In both, data work and the step run in one process, as in training: data photos/s over
+   step photos/s says whether the data side keeps up with the faster step.
 3. Inference of an exported model on a real photo preprocessed at 1024 x 1024: fp32 against
    its INT8 quantisation (`training.quantize`, calibrated on real photos), through ONNX
    Runtime with the same thread count, runs interleaved.
@@ -33,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,6 +55,7 @@ from training.losses import total_loss  # noqa: E402
 from training.moco import MoCo, info_nce  # noqa: E402
 from training.model import normalise  # noqa: E402
 from training.pretrain import auto_bn_splits, list_photos, load_pool  # noqa: E402
+from training.runtime import autocast, cpu_bf16, memory_format, uses_bf16  # noqa: E402
 
 # The training data where the pipeline finds it (HEMAVIEW_DATA), else the tests' own photos.
 DATA = data_root() if data_root().is_dir() else REPO / "tests" / "data"
@@ -60,35 +64,40 @@ UNLABELED = DATA / "idrid-unlabeled" if (DATA / "idrid-unlabeled").is_dir() else
 FINETUNE_PHOTOS = ["IDRiD_01", "IDRiD_02", "IDRiD_05", "IDRiD_17"]
 
 
-def alternate(
-    data: Callable[[], object], step: Callable[[], object], steps: int
-) -> tuple[list[float], list[float]]:
-    """Seconds of each data call and each step, one after the other as in training, after one
-    untimed pair (allocator, kernel selection)."""
-    data()
-    step()
-    data_s, step_s = [], []
+#: The precisions a step is timed in: float32 always, bfloat16 where this CPU computes it.
+PRECISIONS = ("fp32", "bf16")
+
+
+def precisions(device: torch.device) -> list[str]:
+    return [p for p in PRECISIONS if p == "fp32" or uses_bf16(device, True)]
+
+
+def timed(fn: Callable[[], object], steps: int) -> list[float]:
+    fn()  # untimed: allocator, kernel selection (and compilation, for torch.compile)
+    out = []
     for _ in range(steps):
         t0 = time.perf_counter()
-        data()
-        t1 = time.perf_counter()
-        step()
-        data_s.append(t1 - t0)
-        step_s.append(time.perf_counter() - t1)
-    return data_s, step_s
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
 
 
-def report(name: str, batch: int, data_s: list[float], step_s: list[float]) -> None:
-    data, step = statistics.median(data_s), statistics.median(step_s)
+def report(name: str, batch: int, data_s: list[float], steps: dict[str, list[float]]) -> None:
+    """Data and step rates, and each precision's step against float32's."""
+    data = statistics.median(data_s)
+    step = {k: statistics.median(v) for k, v in steps.items()}
     print(f"\n{name}")
-    print("| part | median s per batch | photos/s |")
-    print("| --- | ---: | ---: |")
-    print(f"| data (augmentation) | {data:.3f} | {batch / data:.1f} |")
-    print(f"| training step | {step:.3f} | {batch / step:.1f} |")
+    print("| part | median s per batch | photos/s | speed-up over fp32 |")
+    print("| --- | ---: | ---: | ---: |")
+    print(f"| data (sampling, augmentation) | {data:.3f} | {batch / data:.1f} | |")
+    for k, v in step.items():
+        print(f"| training step, {k} | {v:.3f} | {batch / v:.1f} | x{step['fp32'] / v:.2f} |")
+    fastest = min(step, key=lambda k: step[k])
+    ratio = step[fastest] / data
     print(
-        f"data photos/s / step photos/s = {step / data:.2f} (below 1: augmentation is the "
-        f"bottleneck); run one after the other, data is {data / (data + step):.0%} of each "
-        "iteration"
+        f"data photos/s / step photos/s ({fastest}) = {ratio:.2f} (below 1: the data side is "
+        f"the bottleneck); one after the other, data is "
+        f"{data / (data + step[fastest]):.0%} of each iteration"
     )
 
 
@@ -96,11 +105,7 @@ def bench_pretrain(args: argparse.Namespace, recipe: PreprocessRecipe) -> None:
     photos = list_photos(UNLABELED, args.pool)
     images, fov = load_pool(photos, recipe, default_cache_dir(), workers=2)  # (P, 3, S, S) uint8
     batch = args.pretrain_batch
-    model = MoCo(
-        "resnet18", dim=128, queue_size=batch * 64, bn_splits=auto_bn_splits(batch)
-    ).train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=0.00375, momentum=0.9, weight_decay=1e-4)
+    device = torch.device("cpu")
     generator = torch.Generator().manual_seed(0)
     views: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -108,25 +113,47 @@ def bench_pretrain(args: argparse.Namespace, recipe: PreprocessRecipe) -> None:
         idx = torch.randint(0, len(images), (batch,), generator=generator)  # (n,)
         views[:] = [moco_views(images[idx], fov[idx], generator, args.crop)]  # (n, 3, c, c) x2
 
-    def step() -> None:
-        im_q, im_k = views[0]
-        loss = info_nce(model(im_q, im_k, generator=generator))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    data_s = timed(data, args.steps)
+    steps: dict[str, list[float]] = {}
+    for precision in precisions(device):
+        bf16 = precision == "bf16"
+        layout = memory_format(device, bf16)
+        torch.manual_seed(0)
+        model = MoCo(
+            "resnet18", dim=128, queue_size=batch * 64, bn_splits=auto_bn_splits(batch)
+        ).train()
+        model = model.to(memory_format=layout)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(params, lr=0.00375, momentum=0.9, weight_decay=1e-4)
 
-    data_s, step_s = alternate(data, step, args.steps)
+        def step(
+            model: MoCo = model,
+            optimizer: torch.optim.Optimizer = optimizer,
+            bf16: bool = bf16,
+            layout: torch.memory_format = layout,
+        ) -> None:
+            im_q, im_k = (v.contiguous(memory_format=layout) for v in views[0])
+            with autocast(device, bf16):
+                output = model(im_q, im_k, generator=generator)
+            loss = info_nce(output)  # logits in float32 inside MoCo whatever the autocast
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        steps[precision] = timed(step, args.steps)
     report(
         f"pretraining (MoCo v2, resnet18): {len(images)} photos in memory at "
-        f"{recipe.working_size} px, batch {batch}, crops {args.crop} px, {args.steps} steps",
+        f"{recipe.working_size} px, batch {batch}, crops {args.crop} px, {args.steps} steps; "
+        f"{cpu_bf16()[1]}",
         batch,
         data_s,
-        step_s,
+        steps,
     )
 
 
 def bench_finetune(args: argparse.Namespace, recipe: PreprocessRecipe) -> None:
     data = load_labelled_set(LABELLED, recipe, names=FINETUNE_PHOTOS)
+    device = torch.device("cpu")
     config = FinetuneConfig(
         working_size=recipe.working_size,
         crop_size=args.crop,
@@ -134,9 +161,7 @@ def bench_finetune(args: argparse.Namespace, recipe: PreprocessRecipe) -> None:
         device="cpu",
         reconstruction=True,
     )
-    sampler = PatchSampler(data.samples, config, torch.device("cpu"))
-    net = build_net(config).train()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
+    sampler = PatchSampler(data.samples, config, device)
     weights = config.loss_weights()
     rng = np.random.default_rng(0)
     generator = torch.Generator().manual_seed(0)
@@ -145,23 +170,47 @@ def bench_finetune(args: argparse.Namespace, recipe: PreprocessRecipe) -> None:
     def batch() -> None:
         held[:] = [sampler.batch(config.batch_size, rng, generator)]
 
-    def step() -> None:
-        images, masks, valid, annotated = held[0]
-        x = normalise(images, net.config)  # (n, 3, c, c)
-        logits, recon = net(x)
-        loss, _ = total_loss(logits, recon, x, masks, valid, annotated, weights)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    data_s = timed(batch, args.steps)
+    variants = [(p, False) for p in precisions(device)]
+    if args.compile:
+        variants.append((variants[-1][0], True))
+    steps: dict[str, list[float]] = {}
+    for precision, compiled in variants:
+        bf16 = precision == "bf16"
+        layout = memory_format(device, bf16)
+        net = build_net(config).train().to(memory_format=layout)
+        optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
+        forward: Callable[[torch.Tensor], Any] = torch.compile(net) if compiled else net
+        t0 = time.perf_counter()
 
-    data_s, step_s = alternate(batch, step, args.steps)
+        def step(
+            net: Any = net,
+            forward: Any = forward,
+            optimizer: Any = optimizer,
+            bf16: bool = bf16,
+            layout: torch.memory_format = layout,
+        ) -> None:
+            images, masks, valid, annotated = held[0]
+            x = normalise(images, net.config).contiguous(memory_format=layout)  # (n, 3, c, c)
+            with autocast(device, bf16):
+                logits, recon = forward(x)
+            loss, _ = total_loss(logits.float(), recon.float(), x, masks, valid, annotated, weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        name = f"{precision} + torch.compile" if compiled else precision
+        steps[name] = timed(step, args.steps)
+        if compiled:
+            first = time.perf_counter() - t0 - sum(steps[name])
+            print(f"torch.compile: the first step (compilation) took {first:.0f} s")
     report(
         f"fine-tuning (U-Net resnet18 + reconstruction decoder): {len(data.samples)} photos at "
         f"{recipe.working_size} px, batch {config.batch_size}, crops {args.crop} px, "
-        f"{args.steps} steps",
+        f"{args.steps} steps; {cpu_bf16()[1]}",
         config.batch_size,
         data_s,
-        step_s,
+        steps,
     )
 
 
@@ -251,6 +300,9 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=1024, help="inference input side")
     parser.add_argument("--repeats", type=int, default=3, help="timed inference runs per model")
     parser.add_argument("--calibration-photos", type=int, default=2)
+    parser.add_argument(
+        "--compile", action="store_true", help="also time the step under torch.compile"
+    )
     parser.add_argument(
         "--only", choices=("pretrain", "finetune", "inference"), action="append", default=None
     )

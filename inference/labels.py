@@ -762,6 +762,23 @@ def recover_pending(paths: LabelPaths) -> None:
     staged.mask.unlink(missing_ok=True)
 
 
+def committed_pair(paths: LabelPaths) -> LabelPaths:
+    """The files a reader should read, changing nothing on disk: a save caught between its
+    commit point (the staged JSON written whole) and its renames counts as done, as
+    recover_pending would finish it. Only writers recover; a reader that moved or deleted
+    files would break the save of a colleague that is in progress."""
+    staged = _staged(paths)
+    try:
+        record = ProvenanceRecord.from_json(staged.provenance.read_bytes(), str(staged.provenance))
+    except (OSError, LabelFormatError):
+        return paths  # no save at its commit point: the pair on disk stands
+    for mask in (staged.mask, paths.mask):
+        with contextlib.suppress(OSError):
+            if hashlib.sha256(mask.read_bytes()).hexdigest() == record.mask_sha256:
+                return LabelPaths(mask=mask, provenance=staged.provenance)
+    return paths
+
+
 def _refuse_other_photos_label(provenance: Path, photo_name: str) -> None:
     # X.jpg and X.png in one folder map to the same label names; never overwrite the other's.
     try:
@@ -802,9 +819,24 @@ def load_label(
     SHA-256, so a label is never shown on a different photo that took over the name.
     """
     photo = Path(photo_path)
-    paths = label_paths(photo, label_dir)
-    with contextlib.suppress(OSError):  # a read-only folder can still be read as it is
-        recover_pending(paths)
+    for _attempt in range(3):
+        pair = committed_pair(label_paths(photo, label_dir))
+        try:
+            return _load_pair(pair, photo, check_photo)
+        except LabelFormatError:
+            # A save that renamed its staged files between our look and our read leaves
+            # another committed pair: read that one. The same pair again is a real fault.
+            if committed_pair(label_paths(photo, label_dir)) == pair:
+                raise
+    raise LabelFormatError(
+        f"{label_paths(photo, label_dir).provenance}: the label kept changing while it was "
+        "read (saves in progress); try again"
+    )
+
+
+def _load_pair(
+    paths: LabelPaths, photo: Path, check_photo: bool
+) -> tuple[BoolMask, ProvenanceRecord] | None:
     if not paths.provenance.exists():
         return None
     record = ProvenanceRecord.from_json(
@@ -868,18 +900,16 @@ def iter_labels(
     if statuses is not None:
         for status in statuses:
             _check_choice(status, "statuses", STATUSES)
-    # Hidden files are excluded: atomic writes leave their temporaries as ".X.json.*.tmp".
-    for pending in sorted(folder.glob(f".*{PROVENANCE_SUFFIX}.new")):
-        with contextlib.suppress(OSError):
-            stem = pending.name[1 : -len(f"{PROVENANCE_SUFFIX}.new")]
-            recover_pending(
-                LabelPaths(folder / f"{stem}{MASK_SUFFIX}", folder / f"{stem}{PROVENANCE_SUFFIX}")
-            )
+    # Hidden files are excluded: atomic writes leave their temporaries as ".X.json.*.tmp",
+    # and a save in progress stages ".X.json.new" (read as committed_pair says; never moved
+    # here: training reading a folder must not break a reviewer's save).
     candidates = sorted(
         p for p in folder.iterdir() if p.suffix == PROVENANCE_SUFFIX and not p.name.startswith(".")
     )
-    for provenance in candidates:
-        stem = provenance.stem
+    for listed in candidates:
+        stem = listed.stem
+        paths = committed_pair(LabelPaths(folder / f"{stem}{MASK_SUFFIX}", listed))
+        provenance = paths.provenance
         try:
             record = ProvenanceRecord.from_json(
                 _read_file(provenance, "provenance file"), str(provenance)
@@ -889,7 +919,6 @@ def iter_labels(
                     f"{provenance}: records photo {record.photo.file_name!r}, whose label "
                     f"would be {Path(record.photo.file_name).stem}.json"
                 )
-            paths = LabelPaths(mask=folder / f"{stem}{MASK_SUFFIX}", provenance=provenance)
             if statuses is not None and record.status not in statuses:
                 continue
             if not paths.mask.exists():

@@ -517,13 +517,20 @@ def test_a_crash_at_any_step_leaves_the_old_or_the_new_label_whole(
         save_label(out, photo, edited, dataclasses.replace(record, reviewer="dr.lee"))
     monkeypatch.undo()
 
-    loaded = load_label(out, photo)  # recovers: rolls forward or discards the staged save
+    # Readers see the old pair or the new one, whichever the save had committed to, and
+    # change nothing on disk (a colleague's save may be in progress, not crashed).
+    left_behind = _folder_listing(out)
+    loaded = load_label(out, photo)
     assert loaded is not None
     expected, reviewer = (idrid01_mask, "dr.kim") if crash_at <= 2 else (edited, "dr.lee")
     assert np.array_equal(loaded[0], expected)
     assert loaded[1].reviewer == reviewer
-    assert sorted(p.name for p in out.iterdir()) == ["IDRiD_01.json", "IDRiD_01_HE.png"]
     assert [entry.stem for entry in iter_labels(out)] == ["IDRiD_01"]
+    assert next(iter_labels(out)).record.reviewer == reviewer
+    assert _folder_listing(out) == left_behind
+    # The next writer finishes or discards the interrupted save, then writes its own.
+    save_label(out, photo, expected, dataclasses.replace(record, reviewer="dr.park"))
+    assert sorted(p.name for p in out.iterdir()) == ["IDRiD_01.json", "IDRiD_01_HE.png"]
 
 
 def test_mask_swapped_by_hand_is_detected(photo: Path, idrid01_mask: np.ndarray) -> None:
@@ -649,3 +656,33 @@ def test_iter_labels_reports_broken_pairs(tmp_path: Path) -> None:
 
     with pytest.raises(LabelFormatError, match="does not exist"):
         list(iter_labels(tmp_path / "nowhere"))
+
+
+def test_reading_during_a_save_in_progress_does_not_break_the_save(
+    photo: Path, idrid01_mask: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A colleague (or training) reads the label between the save's staging and its renames:
+    the read sees a whole pair and the save still completes."""
+    out = default_label_dir(photo)
+    record = _record_for(photo)
+    save_label(out, photo, idrid01_mask, record)
+    edited = idrid01_mask.copy()
+    edited[:80, :80] = True
+    real_replace = os.replace
+    seen: list[str] = []
+
+    def read_in_between(src: str, dst: str) -> None:
+        if str(dst).endswith("IDRiD_01_HE.png"):  # the staged pair is whole: read now
+            loaded = load_label(out, photo)
+            assert loaded is not None
+            seen.append(loaded[1].reviewer)
+            seen.extend(entry.record.reviewer for entry in iter_labels(out))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", read_in_between)
+    save_label(out, photo, edited, dataclasses.replace(record, reviewer="dr.lee"))
+    monkeypatch.undo()
+    assert seen == ["dr.lee", "dr.lee"]  # the committed save, read without moving a file
+    loaded = load_label(out, photo)
+    assert loaded is not None and np.array_equal(loaded[0], edited)
+    assert sorted(p.name for p in out.iterdir()) == ["IDRiD_01.json", "IDRiD_01_HE.png"]

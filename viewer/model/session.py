@@ -269,8 +269,7 @@ class ReviewSession:
         saved: tuple[np.ndarray, ProvenanceRecord] | None = None
         label_error: str | None = None
         with self._lock:  # one save or open of a label pair at a time in this app
-            with contextlib.suppress(OSError):
-                recover_pending(paths)
+            # (no recovery of an interrupted save here: only writers recover)
             # Stamped before reading: a colleague's save in between makes a (safe) conflict.
             stamp = LabelStamp(paths.provenance, _file_sha256(paths.provenance))
             try:

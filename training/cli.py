@@ -85,7 +85,7 @@ def finetune_main(argv: Sequence[str]) -> int:
         device = resolve_device(config.device)
         logits = {
             s.name: predict_logits(
-                result.net, s.image, device, window=config.eval_window, bf16=config.bf16
+                result.net, s.image, device, window=config.eval_window
             )
             for s in test
         }

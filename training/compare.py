@@ -366,7 +366,7 @@ def run_config(
         bar = Progress(len(todo), "photos", f"{spec.name}: fold {k + 1} predicting ")
         for i, sample in enumerate(todo):
             logits = predict_logits(
-                run.net, sample.image, device, window=ft_config.eval_window, bf16=ft_config.bf16
+                run.net, sample.image, device, window=ft_config.eval_window
             )
             if sample.evaluable:
                 # the same photo through another camera, as the clinic would preprocess it
@@ -374,7 +374,7 @@ def run_config(
                     sample, data.recipe, camera_position(data, sample)
                 )
                 camera = predict_logits(
-                    run.net, image, device, window=ft_config.eval_window, bf16=ft_config.bf16
+                    run.net, image, device, window=ft_config.eval_window
                 )
                 _save_logits(oof_path(folder, sample.name, "oof-camera"), camera)
                 atomic_write_text(
@@ -440,7 +440,7 @@ def _curve_snapshot(
         for sample in test:
             if sample.evaluable:
                 logits = predict_logits(
-                    net, sample.image, device, window=config.eval_window, bf16=config.bf16
+                    net, sample.image, device, window=config.eval_window
                 )
                 _save_logits(oof_path(folder, sample.name, f"curve/{step}"), logits)
 

@@ -498,9 +498,14 @@ def predict_logits(
     *,
     window: int = 0,
     overlap: float = 0.25,
-    bf16: bool = True,
+    bf16: bool = False,
 ) -> np.ndarray:
-    """(S, S, 3) uint8 working image -> (S, S) float32 logits; whole image or sliding window."""
+    """(S, S, 3) uint8 working image -> (S, S) float32 logits; whole image or sliding window.
+
+    float32 unless asked: the clinic runs the exported float32 graph, and figures must be of
+    what it runs. bfloat16 logits carry 8 bits of mantissa, which ties most pixels of a
+    photo's map and lowers its AUPR, so evaluation never uses it.
+    """
     device = torch.device(device)
     was_training = net.training
     net.eval()
@@ -534,7 +539,7 @@ def working_aupr(
     for s in samples:
         if s.mask is None:
             continue
-        logits = predict_logits(net, s.image, device, window=config.eval_window, bf16=config.bf16)
+        logits = predict_logits(net, s.image, device, window=config.eval_window)
         hist.add(1 / (1 + np.exp(-logits)), s.mask >= 0.5, s.fov)
     return hist.average_precision()
 

@@ -160,3 +160,42 @@ def test_rejecting_a_lesion_removes_exactly_its_pixels(segmenter: Segmenter) -> 
     doc.end_stroke()
     doc.reset_to_suggestion()
     assert np.array_equal(doc.mask, doc.suggestion)
+
+
+def test_undoing_every_edit_makes_the_mask_follow_the_threshold_again(
+    segmenter: Segmenter,
+) -> None:
+    from conftest import idrid_photo
+
+    pred = segmenter.predict(idrid_photo(3))
+    doc = Document(
+        idrid_photo(3),
+        (pred.photo.width, pred.photo.height),
+        pred.provenance.photo_sha256,
+        prediction=pred,
+        min_lesion_area_px=segmenter.contract.min_lesion_area_px,
+    )
+    prob = pred.probability
+    doc.begin_stroke()
+    doc.stroke_to(300, 300, 20, True)
+    doc.end_stroke()
+    doc.begin_stroke()
+    doc.stroke_to(600, 300, 20, True)
+    doc.end_stroke()
+    assert doc.edited and len(doc.history) == 2
+    doc.undo()
+    assert doc.edited  # one edit is still there
+    doc.undo()
+    assert not doc.edited  # back to the suggestion
+    doc.set_threshold(0.05)
+    assert np.array_equal(doc.mask, prob >= 0.05)  # the mask follows the slider again
+    # a redo is an edit again, and a reset to the suggestion is none
+    doc.begin_stroke()
+    doc.stroke_to(300, 300, 20, True)
+    doc.end_stroke()
+    doc.set_threshold(0.3)
+    assert doc.mask[300, 300] and doc.edited
+    doc.reset_to_suggestion()
+    assert not doc.edited
+    doc.set_threshold(0.5)
+    assert np.array_equal(doc.mask, prob >= 0.5)

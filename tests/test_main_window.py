@@ -129,7 +129,7 @@ def test_unreadable_photo_gets_an_error_not_a_crash(
 def test_a_missing_model_leaves_a_working_viewer(qtbot, photo_folder: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     window = MainWindow(Settings(), model_path=str(tmp_path / "missing.onnx"))
     qtbot.addWidget(window)
-    with qtbot.waitSignal(window.tasks.error, timeout=30_000):
+    with qtbot.waitSignal(window.model_loader.error, timeout=30_000):
         pass
     assert window.segmenter is None
     assert "model" in window.model_label.text().lower()

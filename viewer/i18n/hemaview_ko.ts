@@ -247,12 +247,36 @@
         <translation>{name}의 레이블을 연 뒤에 다른 곳에서 저장되었습니다 (저장한 사람: {who}, 시각: {when}).</translation>
     </message>
     <message>
-        <source>Overwrite their label with yours? Your edits stay open if you cancel.</source>
-        <translation>저장된 레이블을 내 레이블로 덮어쓰시겠습니까? 취소하면 편집 내용은 그대로 열려 있습니다.</translation>
-    </message>
-    <message>
         <source>Overwrite</source>
         <translation>덮어쓰기</translation>
+    </message>
+    <message>
+        <source>Show both masks…</source>
+        <translation>두 마스크 보기…</translation>
+    </message>
+    <message>
+        <source>Their mask and yours</source>
+        <translation>상대의 마스크와 내 마스크</translation>
+    </message>
+    <message>
+        <source>Their mask cannot be read.</source>
+        <translation>상대의 마스크를 읽을 수 없습니다.</translation>
+    </message>
+    <message>
+        <source>Red: only {who}&apos;s ({theirs} px). Cyan: only yours ({yours} px). White: both ({both} px).</source>
+        <translation>빨강: {who}만 ({theirs} px). 청록: 나만 ({yours} px). 흰색: 둘 다 ({both} px).</translation>
+    </message>
+    <message>
+        <source>Another photo&apos;s label</source>
+        <translation>다른 사진의 라벨</translation>
+    </message>
+    <message>
+        <source>Two photos whose names differ only in their extension cannot keep their labels in one folder. Choose another label folder for your labels; the other photo&apos;s label stays as it is.</source>
+        <translation>확장자만 다른 두 사진은 한 폴더에 라벨을 둘 수 없습니다. 내 라벨을 저장할 다른 라벨 폴더를 고르세요. 다른 사진의 라벨은 그대로 둡니다.</translation>
+    </message>
+    <message>
+        <source>Choose a label folder…</source>
+        <translation>라벨 폴더 선택…</translation>
     </message>
     <message>
         <source>Recover unsaved edits</source>
@@ -287,6 +311,38 @@
         <translation>그래도 모델 실행</translation>
     </message>
     <message>
+        <source>Your name</source>
+        <translation>이름</translation>
+    </message>
+    <message>
+        <source>Every saved label records who reviewed it. Your name (kept in Settings):</source>
+        <translation>저장되는 라벨마다 검토자가 기록됩니다. 이름을 입력하세요 (설정에 보관됨):</translation>
+    </message>
+    <message>
+        <source>Unsaved edits from last time</source>
+        <translation>지난번에 저장하지 않은 편집</translation>
+    </message>
+    <message>
+        <source>Hemaview closed without saving edits to {n} photo(s):</source>
+        <translation>Hemaview가 사진 {n}장의 편집을 저장하지 않고 종료되었습니다:</translation>
+    </message>
+    <message>
+        <source>Open them to restore the edits, or keep them for later.</source>
+        <translation>사진을 열어 편집을 복원하거나, 나중을 위해 보관하세요.</translation>
+    </message>
+    <message>
+        <source>Open these photos</source>
+        <translation>이 사진들 열기</translation>
+    </message>
+    <message>
+        <source>Later</source>
+        <translation>나중에</translation>
+    </message>
+    <message>
+        <source>Discard the edits</source>
+        <translation>편집 버리기</translation>
+    </message>
+    <message>
         <source>Choose a label folder</source>
         <translation>레이블 폴더 선택</translation>
     </message>
@@ -301,6 +357,10 @@ Choose a folder for the labels.</source>
     <message>
         <source>Label folder</source>
         <translation>레이블 폴더</translation>
+    </message>
+    <message>
+        <source>Overwrite their label with yours? Theirs is kept in the label folder&apos;s &apos;overwritten&apos; folder. Your edits stay open if you cancel.</source>
+        <translation>상대의 라벨을 내 라벨로 덮어쓰시겠습니까? 상대의 라벨은 라벨 폴더의 &apos;overwritten&apos; 폴더에 보관됩니다. 취소하면 편집 내용은 그대로 열려 있습니다.</translation>
     </message>
     <message>
         <source>Keyboard shortcuts</source>
@@ -388,6 +448,10 @@ Choose a folder for the labels.</source>
         <translation>원격 서버</translation>
     </message>
     <message>
+        <source>Model {name} {version}, file {file} (SHA-256 {sha}), running on the {where}.</source>
+        <translation>모델 {name} {version}, 파일 {file} (SHA-256 {sha}), 실행 위치: {where}.</translation>
+    </message>
+    <message>
         <source>Model on {where}</source>
         <translation>모델 실행 위치: {where}</translation>
     </message>
@@ -412,6 +476,10 @@ Choose a folder for the labels.</source>
         <translation>사진 (*.jpg *.jpeg *.png *.tif *.tiff *.bmp *.dcm)</translation>
     </message>
     <message>
+        <source>{n} new photo(s) in {folder}</source>
+        <translation>{folder}에 새 사진 {n}장</translation>
+    </message>
+    <message>
         <source>Opening {name}…</source>
         <translation>{name} 여는 중…</translation>
     </message>
@@ -428,6 +496,10 @@ Choose a folder for the labels.</source>
         <translation>본인의 주석으로 승인했습니다: 이 사진에는 모델 제안이 없었습니다.</translation>
     </message>
     <message>
+        <source>Every photo in the list is reviewed.</source>
+        <translation>목록의 모든 사진을 검토했습니다.</translation>
+    </message>
+    <message>
         <source>Running the model on {name} anyway…</source>
         <translation>{name}에 모델을 그래도 실행하는 중…</translation>
     </message>
@@ -436,12 +508,24 @@ Choose a folder for the labels.</source>
         <translation>임계값은 모델 제안에만 적용되며 편집한 마스크는 그대로 유지됩니다 (‘모델 제안으로 되돌리기’를 하면 적용됩니다).</translation>
     </message>
     <message>
+        <source>Brush {size} px</source>
+        <translation>브러시 {size} px</translation>
+    </message>
+    <message>
+        <source>Not saved: a label needs the name of its reviewer.</source>
+        <translation>저장하지 않음: 라벨에는 검토자 이름이 필요합니다.</translation>
+    </message>
+    <message>
         <source>Not saved</source>
         <translation>저장되지 않음</translation>
     </message>
     <message>
         <source>Saved the label of {name}</source>
         <translation>{name}의 레이블을 저장했습니다</translation>
+    </message>
+    <message>
+        <source>Autosave failed: {reason}. Your edits are still here; save them with Ctrl+S.</source>
+        <translation>자동 저장 실패: {reason}. 편집 내용은 그대로 있으니 Ctrl+S로 저장하세요.</translation>
     </message>
     <message>
         <source>Export accepted labels to</source>
@@ -699,10 +783,6 @@ Choose a folder for the labels.</source>
         <translation>찾아보기…</translation>
     </message>
     <message>
-        <source> s</source>
-        <translation> 초</translation>
-    </message>
-    <message>
         <source>host:port of a Triton server (empty: this computer only)</source>
         <translation>Triton 서버의 host:port (비워 두면 이 컴퓨터에서만 실행)</translation>
     </message>
@@ -729,10 +809,6 @@ Choose a folder for the labels.</source>
     <message>
         <source>Label folder</source>
         <translation>레이블 폴더</translation>
-    </message>
-    <message>
-        <source>Autosave every</source>
-        <translation>자동 저장 간격</translation>
     </message>
     <message>
         <source>Overlay</source>

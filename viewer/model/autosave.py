@@ -298,6 +298,7 @@ class Autosaver:
             state = self._read_state(meta)
             if state is not None and state.session == self.session:
                 self.discard(state.photo_path)
+        self.pending()  # forgets the locks of crashed sessions that have nothing left
         if self._session_file is not None:
             lock = Path(self._session_file.name)
             with contextlib.suppress(OSError):

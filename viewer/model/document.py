@@ -40,6 +40,7 @@ class Document:
         prediction: Prediction | None = None,
         saved: tuple[np.ndarray, ProvenanceRecord] | None = None,
         min_lesion_area_px: int = 1,
+        default_threshold: float = 0.5,
     ):
         self.path = Path(photo_path)
         self.width, self.height = size
@@ -47,7 +48,8 @@ class Document:
         self.prediction = prediction
         self.min_lesion_area_px = min_lesion_area_px
         self.history = History()
-        self.threshold = prediction.threshold if prediction is not None else 0.5
+        # without a prediction: the model's own default, what its overlay would start at
+        self.threshold = prediction.threshold if prediction is not None else default_threshold
         self.suggestion = self._suggestion_at(self.threshold)
         self._lesions: list[Lesion] | None = list(prediction.lesions) if prediction else []
         self.decisions: dict[int, str] = {}
@@ -208,9 +210,14 @@ class Document:
         )
         return rect
 
+    def _refresh_edited(self) -> None:
+        """Edited: the reviewer's mask or decisions differ from the suggestion. Undoing every
+        edit (or a reset) makes the mask follow the threshold again."""
+        self.edited = bool(self.decisions) or not np.array_equal(self.mask, self.suggestion)
+
     def _record(self, step: Step) -> None:
         self.history.push(step)
-        self.edited = True
+        self._refresh_edited()
         self.dirty = True
         if self.status == "todo":
             self.status = "in_review"
@@ -223,6 +230,7 @@ class Document:
         self.mask[y0:y1, x0:x1] = step.before
         if step.decisions_before or step.decisions_after:
             self.decisions = dict(step.decisions_before)
+        self._refresh_edited()
         self.dirty = True
         return step.rect
 
@@ -234,6 +242,7 @@ class Document:
         self.mask[y0:y1, x0:x1] = step.after
         if step.decisions_before or step.decisions_after:
             self.decisions = dict(step.decisions_after)
+        self._refresh_edited()
         self.dirty = True
         return step.rect
 
@@ -254,12 +263,13 @@ class Document:
         model = None
         if self.prediction is not None:
             prov = self.prediction.provenance
-            device = prov.device if prov.device in ("cuda", "cpu", "triton") else "cpu"
+            # Recorded as it ran: an unknown device is refused by ModelInfo with a message,
+            # never rewritten into one it was not.
             model = ModelInfo(
                 prov.model_name,
                 prov.model_sha256,
                 self.threshold,
-                device,
+                prov.device,
                 fov_method=prov.fov.get("method", "circle"),
                 forced=bool(prov.fov.get("forced", False)),
                 file=prov.model_file,

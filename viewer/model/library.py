@@ -45,6 +45,9 @@ class PhotoEntry:
     unreadable: bool = False  # the photo itself cannot be read (not only "not a fundus")
     label_error: str | None = None  # the saved label beside it is broken
     prediction_state: str = "none"  # one of PREDICTION_STATES
+    # The open photo as the reviewer has it now (not yet saved): lesions kept at the live
+    # threshold. None for photos that are not open.
+    live_lesions: int | None = None
 
     @property
     def name(self) -> str:
@@ -53,8 +56,12 @@ class PhotoEntry:
 
     @property
     def lesion_count(self) -> int | None:
-        """The reviewed count when the photo has a saved label, else the model's."""
-        return self.saved_lesions if self.saved_lesions is not None else self.predicted_lesions
+        """The count the reviewer is looking at: live while the photo is open, else the saved
+        label's, else the model's."""
+        for count in (self.live_lesions, self.saved_lesions, self.predicted_lesions):
+            if count is not None:
+                return count
+        return None
 
     @property
     def has_error(self) -> bool:
@@ -129,6 +136,20 @@ class PhotoLibrary:
 
     # -- access --------------------------------------------------------------------------
 
+    def add(self, paths: Iterable[str | os.PathLike[str]]) -> list[PhotoEntry]:
+        """Photos that appeared (in a watched folder): the new ones, kept in name order,
+        with their saved labels read."""
+        new = [PhotoEntry(Path(p)) for p in paths if self._key(p) not in self._index]
+        if not new:
+            return []
+        self.entries = sorted(
+            [*self.entries, *new], key=lambda e: (natural_key(e.name), natural_key(str(e.path)))
+        )
+        self._index = {self._key(e.path): i for i, e in enumerate(self.entries)}
+        for entry in new:
+            self.read_label(entry)
+        return new
+
     @staticmethod
     def _key(path: str | os.PathLike[str]) -> str:
         return os.path.normcase(os.path.abspath(path))
@@ -196,6 +217,31 @@ class PhotoLibrary:
             entry.saved_lesions = sum(1 for d in record.lesions if d.decision != "rejected")
         else:
             entry.saved_lesions = None
+
+    def set_live(self, path: str | os.PathLike[str], status: str, lesions: int | None) -> bool:
+        """The open photo's review status and lesion count as they are now; returns whether
+        anything the list shows changed."""
+        entry = self.entry(path)
+        if entry is None or (entry.status, entry.live_lesions) == (status, lesions):
+            return False
+        entry.status, entry.live_lesions = status, lesions
+        return True
+
+    def next_to_do(self, path: str | os.PathLike[str] | None) -> PhotoEntry | None:
+        """The next photo still to review after `path` (wrapping round), readable ones only."""
+        keys = [self._key(e.path) for e in self.entries]
+        start = keys.index(self._key(path)) if path is not None and self._key(path) in keys else -1
+        n = len(self.entries)
+        for step in range(1, n + 1):
+            entry = self.entries[(start + step) % n]
+            elsewhere = path is None or self._key(entry.path) != self._key(path)
+            if entry.status in ("todo", "in_review") and not entry.unreadable and elsewhere:
+                return entry
+        return None
+
+    def first_readable(self) -> PhotoEntry | None:
+        """The first photo not known to be unreadable (a broken file is no place to start)."""
+        return next((e for e in self.entries if not e.unreadable), None)
 
     # -- what background work says -------------------------------------------------------
 

@@ -17,6 +17,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import tempfile
 import threading
 import weakref
@@ -31,11 +32,13 @@ from inference.atomic import atomic_write_bytes
 from inference.errors import LabelFormatError, NotFundusError
 from inference.labels import (
     DEFAULT_LABEL_DIR_NAME,
+    MASK_SUFFIX,
     LabelPaths,
     ProvenanceRecord,
     default_label_dir,
     label_paths,
     load_label,
+    read_mask,
     recover_pending,
     save_label,
 )
@@ -43,13 +46,30 @@ from viewer.model.autosave import Autosaver, AutosaveSnapshot, AutosaveState, re
 from viewer.model.document import Document
 from viewer.model.pred_cache import PredictionCache
 
+#: Where a colleague's label goes when it is overwritten: beside the labels, not read by
+#: training (which reads only the label folder's own files).
+OVERWRITTEN_DIR = "overwritten"
+
 
 class LabelConflict(HemaviewError):
-    """The label on disk changed since the photo was opened; saving would overwrite it."""
+    """The label on disk changed since the photo was opened; saving would overwrite it.
 
-    def __init__(self, path: Path, theirs: ProvenanceRecord | None):
+    `other_photo`: the file there is the label of another photo with the same name stem
+    (X.jpg and X.png in one folder): no overwrite can resolve that, only another folder.
+    """
+
+    def __init__(self, path: Path, theirs: ProvenanceRecord | None, photo_name: str = ""):
         self.path = path
         self.theirs = theirs
+        self.other_photo = (
+            theirs is not None and bool(photo_name) and (theirs.photo.file_name != photo_name)
+        )
+        if self.other_photo and theirs is not None:
+            super().__init__(
+                f"{path} is the label of {theirs.photo.file_name}, another photo with the "
+                f"same name as {photo_name}; their labels cannot share one folder"
+            )
+            return
         if theirs is not None:
             who = theirs.reviewer or "someone"
             when = theirs.modified.strftime("%Y-%m-%d %H:%M")
@@ -288,6 +308,7 @@ class ReviewSession:
             prediction=prediction,
             saved=saved,
             min_lesion_area_px=min_area,
+            default_threshold=self.segmenter.threshold if self.segmenter else 0.5,
         )
         with self._lock:
             self._stamps[document] = stamp
@@ -365,14 +386,40 @@ class ReviewSession:
             if stamp is not None and _same(stamp.provenance, paths.provenance)
             else None
         )
-        if current == expected:
-            return None
         theirs = None
         with contextlib.suppress(OSError, LabelFormatError):
             theirs = ProvenanceRecord.from_json(
                 paths.provenance.read_bytes(), str(paths.provenance)
             )
-        return LabelConflict(paths.provenance, theirs)
+        if theirs is not None and theirs.photo.file_name != document.path.name:
+            return LabelConflict(paths.provenance, theirs, document.path.name)
+        if current == expected:
+            return None
+        return LabelConflict(paths.provenance, theirs, document.path.name)
+
+    def their_mask(self, conflict: LabelConflict) -> np.ndarray | None:
+        """The mask of the label a conflict is about (None when it cannot be read)."""
+        mask = conflict.path.with_name(conflict.path.stem + MASK_SUFFIX)
+        try:
+            return read_mask(mask)
+        except (LabelFormatError, OSError):
+            return None
+
+    def _back_up(self, paths: LabelPaths) -> Path | None:
+        """Copy the label pair about to be overwritten into `overwritten/` beside it (a
+        folder training does not read): a colleague's work is never simply lost."""
+        try:
+            record = ProvenanceRecord.from_json(paths.provenance.read_bytes())
+            mask = paths.mask.read_bytes()
+        except (OSError, LabelFormatError):
+            return None
+        who = re.sub(r"[^\w.-]+", "_", record.reviewer or "unknown")[:40]
+        stamp = record.modified.strftime("%Y%m%d-%H%M%S")
+        folder = paths.provenance.parent / OVERWRITTEN_DIR
+        base = f"{paths.provenance.stem}.{stamp}.{who}"
+        atomic_write_bytes(folder / f"{base}{MASK_SUFFIX}", mask)
+        atomic_write_bytes(folder / f"{base}.json", paths.provenance.read_bytes())
+        return folder / f"{base}.json"
 
     def _target(self, document: Document) -> Path:
         stamp = self.stamp(document)
@@ -393,12 +440,14 @@ class ReviewSession:
         LabelFormatError for a label that does not check out (nothing is written then).
         """
         folder = Path(label_dir) if label_dir is not None else self._target(document)
-        conflict = None if overwrite else self.check_conflict(document, folder)
-        if conflict is not None:
+        conflict = self.check_conflict(document, folder)
+        if conflict is not None and (conflict.other_photo or not overwrite):
             raise conflict
         record = document.to_record(reviewer)
         with self._lock:
             try:
+                if conflict is not None:  # overwriting a colleague's label: keep theirs too
+                    self._back_up(label_paths(document.path, folder))
                 paths = save_label(folder, document.path, document.mask, record)
             except OSError as exc:
                 if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) or isinstance(

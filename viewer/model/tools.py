@@ -16,6 +16,10 @@ from viewer.model.history import Rect
 #: background outside every lesion would otherwise paint the whole fundus.
 MAX_FILL_FRACTION = 0.02
 
+#: Brush radius bounds in image pixels, one pair for the canvas, the keys and the settings:
+#: half a pixel paints single pixels; 400 covers a large haemorrhage on a 12-MP photo.
+MIN_BRUSH_RADIUS, MAX_BRUSH_RADIUS = 0.5, 400.0
+
 
 def clip_rect(rect: Rect, shape: tuple[int, ...]) -> Rect | None:
     x0, y0, x1, y1 = rect
@@ -128,3 +132,19 @@ def component_pixels(
             return np.asarray(labels == i)
     best = int(np.argmax(stats[1:, cv2.CC_STAT_AREA])) + 1 if count > 1 else 0
     return np.asarray(labels == best) if best else None
+
+
+def lesion_outline(
+    suggestion: np.ndarray, bbox: tuple[int, int, int, int], area: int
+) -> list[np.ndarray]:
+    """The outline(s) of one suggested lesion as polygons (N, 2) of image x, y: how a
+    rejected lesion stays visible, faintly, after its pixels left the mask."""
+    pixels = component_pixels(suggestion, bbox=bbox, area=area)
+    if pixels is None:
+        return []
+    contours, _ = cv2.findContours(
+        pixels.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    x, y = bbox[0], bbox[1]
+    offset = np.array([x, y])
+    return [c.reshape(-1, 2) + offset for c in contours if len(c) >= 2]

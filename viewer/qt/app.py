@@ -61,16 +61,21 @@ class HemaviewApp(QApplication):
     def start(self, paths: list[str], *, model_path: str | None = None) -> MainWindow:
         self._model_path = model_path
         self.window = MainWindow(self.settings, model_path=model_path)
-        self.window.resize(1600, 1000)
+        self.window.fit_to_screen()
         self.window.show()
         if paths:
             self.window.open_sources(paths)
+        self.window.offer_unsaved_edits()
         return self.window
 
     def switch_language(self, setting: str) -> MainWindow | None:
         """Rebuild the window in another language, keeping the open folder and photo."""
         if self.window is not None and not self.window.leave_current():
             return self.window  # the reviewer cancelled: unsaved edits stay as they are
+        if self.window is not None:
+            # The window's settings are the current ones (the dialog gave it a new copy);
+            # saving the app's older copy would undo what was just changed with the language.
+            self.settings = self.window.settings
         self.settings.language = setting
         save_settings(self.settings)
         self.install_language(setting)
@@ -85,7 +90,10 @@ class HemaviewApp(QApplication):
         old.hide()
         old.deleteLater()
         window = MainWindow(
-            self.settings, model_path=self._model_path, load_model=segmenter is None
+            self.settings,
+            model_path=self._model_path,
+            load_model=segmenter is None,
+            autosaver=old.autosaver,
         )
         if segmenter is not None:
             window.set_segmenter(segmenter)

@@ -42,6 +42,7 @@ from PySide6.QtWidgets import QWidget
 
 from inference.contract import PreprocessRecipe
 from viewer.model.document import Document
+from viewer.model.tools import MAX_BRUSH_RADIUS, MIN_BRUSH_RADIUS
 from viewer.qt.display import PRESETS, PhotoDisplay, level_for_zoom
 from viewer.qt.overlay import MaskOverlay
 
@@ -50,7 +51,6 @@ Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
 TOOLS = ("pan", "brush", "eraser", "fill", "lasso-add", "lasso-remove")
 ZOOM_STEP = 1.25  # one key press or one wheel notch
 MAX_ZOOM = 32.0  # device pixels per photo pixel
-MIN_BRUSH_RADIUS, MAX_BRUSH_RADIUS = 0.5, 400.0
 FIT_MARGIN = 8  # logical pixels around the photo when fitted
 BACKGROUND = QColor(24, 24, 24)
 
@@ -234,6 +234,11 @@ class ImageCanvas(QWidget):
         self._space = False
         self._pointer: QPointF | None = None  # last pointer position over the widget
         self._over_photo = False
+        # Lesion review: the lesion under review (its bbox) is ringed and the overlay drawn
+        # as an outline so the haemorrhage itself shows; rejected ones stay faintly outlined.
+        self._focus: Rect | None = None
+        self._rejected: list[np.ndarray] = []  # polygons (N, 2) in image x, y
+        self._filled_wanted = True  # the reviewer's fill setting, restored after a review
         self.paint_count = 0  # paint events handled (tests and the benchmark wait on it)
         self._display_ready.connect(self._on_display_ready)
         self._update_cursor()
@@ -246,6 +251,7 @@ class ImageCanvas(QWidget):
         """Show a document and its photo (RGB uint8 at the document's size); fits unless
         `keep_view` and the new photo has the size of the old one."""
         self._cancel_drag()
+        self.set_lesion_marks(None, [])
         if self.display is not None:
             self.display.close()
         same_size = (
@@ -419,9 +425,24 @@ class ImageCanvas(QWidget):
             self.update()
 
     def set_overlay_filled(self, filled: bool) -> None:
-        if filled != self.overlay.filled:
-            self.overlay.filled = filled
+        self._filled_wanted = filled
+        shown = filled and self._focus is None  # outline while a lesion is under review
+        if shown != self.overlay.filled:
+            self.overlay.filled = shown
             self.update()
+
+    def set_lesion_marks(
+        self, focus: tuple[int, int, int, int] | None, rejected: list[np.ndarray]
+    ) -> None:
+        """The lesion under review (x, y, w, h, or None) and rejected lesions' outlines."""
+        self._focus = (
+            None
+            if focus is None
+            else (focus[0], focus[1], focus[0] + focus[2], focus[1] + focus[3])
+        )
+        self._rejected = rejected
+        self.set_overlay_filled(self._filled_wanted)
+        self.update()
 
     def set_overlay_colour(self, colour: QColor) -> None:
         self.overlay.colour = QColor(colour)
@@ -460,6 +481,7 @@ class ImageCanvas(QWidget):
         if tool == self._tool:
             return
         self._finish_drag()
+        self._update_pointer_marks()  # where the old tool's ring was: it goes
         self._tool = tool
         self._update_cursor()
         self._update_pointer_marks()
@@ -566,10 +588,26 @@ class ImageCanvas(QWidget):
         )
 
     def _paint_marks(self, painter: QPainter, view: Viewport) -> None:
-        """The lasso being drawn and the brush circle, over everything else."""
+        """Lesion marks, the lasso being drawn and the brush circle, over everything else."""
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        dark = QPen(QColor(0, 0, 0, 200), 3)
-        light = QPen(QColor(255, 255, 255), 1)
+        faint = QPen(QColor(255, 255, 255, 120), 1, Qt.PenStyle.DashLine)
+        painter.setPen(faint)
+        for outline in self._rejected:
+            painter.drawPolygon(
+                QPolygonF(
+                    [QPointF(*image_to_widget(x=x + 0.5, y=y + 0.5, view=view)) for x, y in outline]
+                )
+            )
+        if self._focus is not None:
+            x0, y0 = image_to_widget(x=self._focus[0], y=self._focus[1], view=view)
+            x1, y1 = image_to_widget(x=self._focus[2], y=self._focus[3], view=view)
+            ring = QRectF(x0 - 8, y0 - 8, x1 - x0 + 16, y1 - y0 + 16)
+            for pen in (QPen(QColor(0, 0, 0, 200), 4), QPen(QColor(255, 212, 0), 2)):
+                painter.setPen(pen)
+                painter.drawRoundedRect(ring, 6, 6)
+        # Dark halo under a bright line: visible on the red-orange fundus and on black.
+        dark = QPen(QColor(0, 0, 0, 200), 4)
+        light = QPen(QColor(255, 212, 0), 2)
         if self._drag == "lasso" and self._lasso:
             poly = QPolygonF(
                 [QPointF(*image_to_widget(x=x + 0.5, y=y + 0.5, view=view)) for x, y in self._lasso]

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from PySide6.QtCore import QCoreApplication
+from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFileDialog,
+    QInputDialog,
+    QLabel,
     QMessageBox,
     QTextBrowser,
     QVBoxLayout,
@@ -16,6 +22,7 @@ from PySide6.QtWidgets import (
 from inference import __version__
 from inference.labels import ProvenanceRecord
 from viewer.model.autosave import AutosaveState
+from viewer.model.compare import MaskComparison
 from viewer.qt.actions import shortcut_sheet_html
 
 
@@ -49,9 +56,13 @@ def ask_save_changes(parent: QWidget, photo_name: str) -> str:
 
 
 def ask_overwrite_conflict(
-    parent: QWidget, photo_name: str, theirs: ProvenanceRecord | None
+    parent: QWidget,
+    photo_name: str,
+    theirs: ProvenanceRecord | None,
+    comparison: Callable[[], MaskComparison | None] | None = None,
 ) -> bool:
-    """The label changed on disk since it was opened: overwrite it anyway?"""
+    """The label changed on disk since it was opened: overwrite it anyway (theirs is kept as
+    a backup)? `comparison` draws their mask against yours on request."""
     who = (
         theirs.reviewer
         if theirs is not None and theirs.reviewer
@@ -68,15 +79,95 @@ def ask_overwrite_conflict(
     )
     box.setInformativeText(
         QCoreApplication.translate(
-            "Dialogs", "Overwrite their label with yours? Your edits stay open if you cancel."
+            "Dialogs",
+            "Overwrite their label with yours? Theirs is kept in the label folder's "
+            "'overwritten' folder. Your edits stay open if you cancel.",
         )
     )
-    box.setStandardButtons(QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Cancel)
-    box.button(QMessageBox.StandardButton.Save).setText(
-        QCoreApplication.translate("Dialogs", "Overwrite")
+    overwrite = box.addButton(
+        QCoreApplication.translate("Dialogs", "Overwrite"), QMessageBox.ButtonRole.AcceptRole
     )
-    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-    return box.exec() == QMessageBox.StandardButton.Save
+    compare = None
+    if comparison is not None:
+        compare = box.addButton(
+            QCoreApplication.translate("Dialogs", "Show both masks…"),
+            QMessageBox.ButtonRole.ActionRole,
+        )
+        # an action button would close the box: it shows the picture and keeps the question
+        compare.clicked.disconnect()
+        compare.clicked.connect(lambda: show_mask_comparison(box, who, comparison()))
+    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(cancel)
+    box.exec()
+    return box.clickedButton() is overwrite
+
+
+def show_mask_comparison(parent: QWidget, who: str, comparison: MaskComparison | None) -> None:
+    dialog = QDialog(parent)
+    dialog.setWindowTitle(QCoreApplication.translate("Dialogs", "Their mask and yours"))
+    layout = QVBoxLayout(dialog)
+    if comparison is None:
+        layout.addWidget(
+            QLabel(QCoreApplication.translate("Dialogs", "Their mask cannot be read."))
+        )
+    else:
+        image = comparison.image
+        qimage = QImage(
+            image.data,
+            image.shape[1],
+            image.shape[0],
+            3 * image.shape[1],
+            QImage.Format.Format_RGB888,
+        ).copy()
+        picture = QLabel()
+        picture.setPixmap(QPixmap.fromImage(qimage))
+        layout.addWidget(picture)
+        layout.addWidget(
+            QLabel(
+                QCoreApplication.translate(
+                    "Dialogs",
+                    "Red: only {who}'s ({theirs} px). Cyan: only yours ({yours} px). "
+                    "White: both ({both} px).",
+                ).format(
+                    who=who,
+                    theirs=f"{comparison.only_theirs:,}",
+                    yours=f"{comparison.only_yours:,}",
+                    both=f"{comparison.both:,}",
+                )
+            )
+        )
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, parent=dialog)
+    buttons.rejected.connect(dialog.reject)
+    layout.addWidget(buttons)
+    dialog.exec()
+
+
+def ask_folder_for_same_named_photo(parent: QWidget, message: str, start: str) -> str | None:
+    """The label folder holds another photo's label under this photo's name: where else?"""
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle(QCoreApplication.translate("Dialogs", "Another photo's label"))
+    box.setText(message)
+    box.setInformativeText(
+        QCoreApplication.translate(
+            "Dialogs",
+            "Two photos whose names differ only in their extension cannot keep their labels "
+            "in one folder. Choose another label folder for your labels; the other photo's "
+            "label stays as it is.",
+        )
+    )
+    choose = box.addButton(
+        QCoreApplication.translate("Dialogs", "Choose a label folder…"),
+        QMessageBox.ButtonRole.AcceptRole,
+    )
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.exec()
+    if box.clickedButton() is not choose:
+        return None
+    folder = QFileDialog.getExistingDirectory(
+        parent, QCoreApplication.translate("Dialogs", "Label folder"), start
+    )
+    return folder or None
 
 
 def ask_restore_autosave(parent: QWidget, photo_name: str, state: AutosaveState) -> bool:
@@ -137,6 +228,61 @@ def ask_accept_without_model(parent: QWidget, photo_name: str, reason: str, can_
     if run is not None and clicked is run:
         return "run"
     return "cancel"
+
+
+def ask_reviewer_name(parent: QWidget) -> str:
+    """The reviewer's name for the labels they save ('' when they decline)."""
+    name, ok = QInputDialog.getText(
+        parent,
+        QCoreApplication.translate("Dialogs", "Your name"),
+        QCoreApplication.translate(
+            "Dialogs",
+            "Every saved label records who reviewed it. Your name (kept in Settings):",
+        ),
+    )
+    return name.strip()[:80] if ok else ""
+
+
+def ask_about_unsaved_edits(parent: QWidget, states: list[AutosaveState]) -> str:
+    """At start-up, photos whose edits were never saved (a crash): 'open', 'later' or
+    'discard'."""
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle(QCoreApplication.translate("Dialogs", "Unsaved edits from last time"))
+    box.setText(
+        QCoreApplication.translate(
+            "Dialogs", "Hemaview closed without saving edits to {n} photo(s):"
+        ).format(n=len(states))
+    )
+    lines = [
+        f"{Path(s.photo_path).name}  ({s.saved_at.astimezone().strftime('%Y-%m-%d %H:%M')})"
+        for s in states[:15]
+    ]
+    if len(states) > 15:
+        lines.append("…")
+    box.setInformativeText(
+        "\n".join(lines)
+        + "\n\n"
+        + QCoreApplication.translate(
+            "Dialogs", "Open them to restore the edits, or keep them for later."
+        )
+    )
+    open_button = box.addButton(
+        QCoreApplication.translate("Dialogs", "Open these photos"),
+        QMessageBox.ButtonRole.AcceptRole,
+    )
+    box.addButton(QCoreApplication.translate("Dialogs", "Later"), QMessageBox.ButtonRole.RejectRole)
+    discard = box.addButton(
+        QCoreApplication.translate("Dialogs", "Discard the edits"),
+        QMessageBox.ButtonRole.DestructiveRole,
+    )
+    box.setDefaultButton(open_button)
+    box.exec()
+    if box.clickedButton() is open_button:
+        return "open"
+    if box.clickedButton() is discard:
+        return "discard"
+    return "later"
 
 
 def ask_label_folder(parent: QWidget, problem: str, start: str = "") -> str | None:

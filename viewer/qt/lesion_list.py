@@ -69,6 +69,11 @@ class LesionList(QTableWidget):
             self.selectRow(self._ids.index(current))
         self.blockSignals(False)
 
+    def select_id(self, lesion_id: int) -> None:
+        """Select a lesion by id (emits lesion_activated, which centres the canvas on it)."""
+        if lesion_id in self._ids:
+            self.selectRow(self._ids.index(lesion_id))
+
     def current_id(self) -> int | None:
         row = self.currentRow()
         return self._ids[row] if 0 <= row < len(self._ids) else None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QStandardPaths, Qt, QTimer
+from PySide6.QtCore import QFileSystemWatcher, QStandardPaths, Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QColor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QApplication,
@@ -21,7 +21,8 @@ from PySide6.QtWidgets import (
 
 from inference import HemaviewError, Segmenter
 from viewer.model.autosave import Autosaver
-from viewer.model.library import PhotoLibrary
+from viewer.model.compare import MaskComparison, compare_masks_picture
+from viewer.model.library import PhotoLibrary, find_photos
 from viewer.model.pred_cache import PredictionCache
 from viewer.model.session import (
     LabelConflict,
@@ -30,6 +31,7 @@ from viewer.model.session import (
     ReviewSession,
     export_accepted_labels,
 )
+from viewer.model.tools import lesion_outline
 from viewer.qt import dialogs
 from viewer.qt.actions import MENUS, SPECS, build_actions, menu_title
 from viewer.qt.canvas import ImageCanvas
@@ -48,7 +50,12 @@ def app_folder(kind: QStandardPaths.StandardLocation, name: str) -> Path:
 
 class MainWindow(QMainWindow):
     def __init__(
-        self, settings: Settings, *, model_path: str | None = None, load_model: bool = True
+        self,
+        settings: Settings,
+        *,
+        model_path: str | None = None,
+        load_model: bool = True,
+        autosaver: Autosaver | None = None,
     ):
         super().__init__()
         self.settings = settings
@@ -60,14 +67,25 @@ class MainWindow(QMainWindow):
         self.cache = PredictionCache(
             app_folder(QStandardPaths.StandardLocation.CacheLocation, "predictions")
         )
-        self.autosaver = Autosaver(
+        # One autosaver per app session: a window rebuilt in another language takes over the
+        # old one's, so its session lock is not left behind.
+        self.autosaver = autosaver or Autosaver(
             app_folder(QStandardPaths.StandardLocation.AppDataLocation, "autosave")
         )
         self.session = ReviewSession(
             cache=self.cache, autosaver=self.autosaver, label_dir=settings.label_dir or None
         )
         self.loader = PhotoLoader(self.session, predict_if_missing=True, parent=self)
-        self.tasks = TaskRunner(self)
+        # Separate runners, so each job's errors reach its own handler: a failed autosave
+        # must never read as a model that failed to load.
+        self.model_loader = TaskRunner(self)
+        self.writer = TaskRunner(self)
+        self._autosave_running = False
+        self._autosave_again = False
+        # Photos added to an open folder appear in the list (a camera export, a colleague).
+        self.watcher = QFileSystemWatcher(self)
+        self.watcher.directoryChanged.connect(self._folder_changed)
+        self._auto_open = False  # the photo being opened was chosen by us, not the reviewer
 
         self.canvas = ImageCanvas(self)
         self.setCentralWidget(self.canvas)
@@ -91,16 +109,14 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._wire()
         self._apply_settings()
+        self.canvas.set_tool("pan")
         self._state_timer = QTimer(self)
         self._state_timer.setSingleShot(True)
         self._state_timer.setInterval(150)
         self._state_timer.timeout.connect(self._show_document_state)
-        self._autosave_timer = QTimer(self)
-        self._autosave_timer.timeout.connect(self._autosave)
-        self._autosave_timer.start(self.settings.autosave_seconds * 1000)
         self._show_document_state()
         if load_model:
-            self.tasks.submit(Segmenter.open, model_path)
+            self.model_loader.submit(Segmenter.open, model_path)
         else:
             self.model_label.setText(self.tr("No model loaded"))
 
@@ -121,6 +137,8 @@ class MainWindow(QMainWindow):
         self.model_label = QLabel(self.tr("Loading the model…"))
         self.cursor_label = QLabel()
         self.zoom_label = QLabel()
+        self.brush_label = QLabel()  # the brush's size as a number, while it is the tool
+        bar.addPermanentWidget(self.brush_label)
         bar.addPermanentWidget(self.cursor_label)
         bar.addPermanentWidget(self.zoom_label)
         bar.addPermanentWidget(self.preannotator.progress)
@@ -184,27 +202,28 @@ class MainWindow(QMainWindow):
             "accept_lesion": lambda: self.decide_lesion("accepted"),
             "reject_lesion": lambda: self.decide_lesion("rejected"),
             "status_in_review": lambda: self.set_status("in_review"),
-            "status_accepted": lambda: self.set_status("accepted"),
+            "status_accepted": self.accept_and_next,
             "run_anyway": self.run_model_anyway,
             "status_rejected": lambda: self.set_status("rejected"),
             "shortcuts": lambda: dialogs.show_shortcuts(self),
-            "about": lambda: dialogs.show_about(
-                self, self.model_label.toolTip() or self.model_label.text()
-            ),
+            "about": lambda: dialogs.show_about(self, self._about_model()),
         }
 
     def _wire(self) -> None:
         self.photos.current_changed.connect(self.open_photo)
         self.loader.loaded.connect(self._on_loaded)
         self.loader.load_failed.connect(self._on_load_failed)
-        self.tasks.done.connect(lambda _token, value: self._on_model(value))
-        self.tasks.error.connect(lambda _token, message: self._on_model_error(message))
+        self.model_loader.done.connect(lambda _token, value: self._on_model(value))
+        self.model_loader.error.connect(lambda _token, message: self._on_model_error(message))
+        self.writer.done.connect(lambda _token, _value: self._autosave_finished(None))
+        self.writer.error.connect(lambda _token, message: self._autosave_finished(message))
         self.canvas.mask_edited.connect(lambda rect: self._edited(rect, repaint=False))
         self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
         self.canvas.cursor_moved.connect(self._show_cursor)
         self.canvas.cursor_left.connect(lambda: self.cursor_label.setText(""))
         self.canvas.notice.connect(lambda text: self.statusBar().showMessage(text, 4000))
         self.canvas.tool_changed.connect(self._tool_changed)
+        self.canvas.brush_radius_changed.connect(lambda _r: self._show_brush())
         self.panel.overlay_toggled.connect(self.set_overlay_visible)
         self.panel.opacity_changed.connect(self.set_opacity)
         self.panel.threshold_changed.connect(self.set_threshold)
@@ -221,7 +240,6 @@ class MainWindow(QMainWindow):
         self.set_overlay_visible(True)
         self.set_preset(s.display_preset)
         self.canvas.set_brush_radius(s.brush_radius)
-        self.canvas.set_tool("pan")
         self.session.label_dir = Path(s.label_dir) if s.label_dir else None
         self.recent_menu.clear()
         for folder in s.recent_folders:
@@ -238,6 +256,22 @@ class MainWindow(QMainWindow):
         if not isinstance(value, Segmenter):
             return
         self.set_segmenter(value)
+
+    def _about_model(self) -> str:
+        """The model in the reviewer's language (the About box): name, file, where it runs."""
+        seg = self.segmenter
+        if seg is None:
+            return self.model_label.text()
+        where = {"cuda": self.tr("GPU"), "cpu": self.tr("CPU"), "triton": self.tr("remote server")}
+        return self.tr(
+            "Model {name} {version}, file {file} (SHA-256 {sha}), running on the {where}."
+        ).format(
+            name=seg.contract.model_name,
+            version=seg.contract.model_version,
+            file=seg.model.path.name,
+            sha=seg.model.sha256[:12],
+            where=where.get(seg.device, seg.device),
+        )
 
     def set_segmenter(self, segmenter: Segmenter) -> None:
         self.segmenter = segmenter
@@ -299,14 +333,38 @@ class MainWindow(QMainWindow):
         self.settings.add_recent(str(folder))
         save_settings(self.settings)
         self._apply_settings()
-        if library.entries:
-            self.photos.set_current(library.entries[0].path)
+        if self.watcher.directories():
+            self.watcher.removePaths(self.watcher.directories())
+        folders = [s for s in sources if Path(s).is_dir()]
+        if folders:
+            self.watcher.addPaths(folders)
+        first = library.first_readable()
+        if first is not None:
+            # a broken first file is skipped when it fails to load (see _on_load_failed)
+            self._auto_open = True
+            self.photos.set_current(first.path)
         if self.segmenter is not None:
             self.start_preannotation()
+        elif self.model_problem is None:
+            self.preannotator.mark_waiting()
+
+    def _folder_changed(self, folder: str) -> None:
+        """New photos in a watched folder join the list and are pre-annotated."""
+        known = {str(e.path) for e in self.photos.library.entries}
+        found = [p for p in find_photos([folder]) if str(p) not in known]
+        added = self.photos.add_photos(found)
+        if added:
+            self.statusBar().showMessage(
+                self.tr("{n} new photo(s) in {folder}").format(n=len(added), folder=folder), 5000
+            )
+            if self.segmenter is not None:
+                self.start_preannotation()
 
     def open_photo(self, path: str) -> None:
         if self.current is not None and str(self.current.document.path) == path:
             return
+        auto, self._auto_open = self._auto_open, False
+        self._auto_opening = auto
         if not self.leave_current():
             if self.current is not None:
                 self.photos.set_current(self.current.document.path)
@@ -361,6 +419,12 @@ class MainWindow(QMainWindow):
         self.photos.entry_changed(path)
         self.statusBar().showMessage(message)
         self._show_document_state()
+        if getattr(self, "_auto_opening", False):
+            # We chose this photo (the first of the folder): start at the next readable one.
+            following = self.photos.library.first_readable()
+            if following is not None:
+                self._auto_open = True
+                self.photos.set_current(following.path)
 
     def leave_current(self) -> bool:
         """Ask about unsaved edits before another photo replaces the current one."""
@@ -383,15 +447,27 @@ class MainWindow(QMainWindow):
         if repaint:
             self.canvas.refresh_mask(rect)  # type: ignore[arg-type]
         self._show_document_state()
+        self._autosave()
 
     def reset_to_suggestion(self) -> None:
         if self.current is not None:
             self._edited(self.current.document.reset_to_suggestion())
 
     def decide_lesion(self, decision: str) -> None:
+        """A or X: decide the lesion under review, then go on to the next one to review."""
         lesion_id = self.panel.lesions.current_id()
-        if self.current is not None and lesion_id is not None:
-            self._edited(self.current.document.decide_lesion(lesion_id, decision))
+        if self.current is None or lesion_id is None:
+            return
+        doc = self.current.document
+        self._edited(doc.decide_lesion(lesion_id, decision))
+        ids = [les.id for les in doc.lesions]
+        if lesion_id in ids:
+            start = ids.index(lesion_id)
+            later = ids[start + 1 :] + ids[:start]
+            pending = [i for i in later if doc.decisions.get(i, "pending") == "pending"]
+            if pending:
+                self.panel.lesions.select_id(pending[0])
+        self._show_lesion_marks()
 
     def set_status(self, status: str) -> None:
         if self.current is None:
@@ -422,6 +498,21 @@ class MainWindow(QMainWindow):
                 )
         doc.set_status(status)
         self._show_document_state()
+        self._autosave()
+
+    def accept_and_next(self) -> None:
+        """Ctrl+Return: accept the photo, save it, and open the next photo still to review."""
+        if self.current is None:
+            return
+        self.set_status("accepted")
+        doc = self.current.document
+        if doc.status != "accepted" or not self.save():
+            return
+        following = self.photos.library.next_to_do(doc.path)
+        if following is not None:
+            self.photos.set_current(following.path)
+        else:
+            self.statusBar().showMessage(self.tr("Every photo in the list is reviewed."), 8000)
 
     def run_model_anyway(self) -> None:
         """Run the model on the current photo although it was refused as not a fundus
@@ -442,7 +533,37 @@ class MainWindow(QMainWindow):
         lesion = next((les for les in self.current.document.lesions if les.id == lesion_id), None)
         if lesion is not None:
             x, y, w, h = lesion.bbox
-            self.canvas.frame_rect((x, y, x + w, y + h))
+            # Context around it: a few times its size, and never less than ~600 photo pixels
+            # (about a disc diameter on a 12-MP photo), so the vessels around it show.
+            side = max(4 * max(w, h), 600)
+            cx, cy = x + w / 2, y + h / 2
+            self.canvas.frame_rect(
+                (
+                    round(cx - side / 2),
+                    round(cy - side / 2),
+                    round(cx + side / 2),
+                    round(cy + side / 2),
+                ),
+                margin=0.0,
+            )
+        self._show_lesion_marks()
+
+    def _show_lesion_marks(self) -> None:
+        """The lesion under review outlined, rejected ones as faint outlines (so a rejection
+        can be seen and undone)."""
+        if self.current is None or not self.current.document.has_model:
+            self.canvas.set_lesion_marks(None, [])
+            return
+        doc = self.current.document
+        current = self.panel.lesions.current_id()
+        focus = next((les.bbox for les in doc.lesions if les.id == current), None)
+        rejected = [
+            outline
+            for les in doc.lesions
+            if doc.decisions.get(les.id) == "rejected"
+            for outline in lesion_outline(doc.suggestion, les.bbox, les.area_px)
+        ]
+        self.canvas.set_lesion_marks(focus, rejected)
 
     # -- overlay -------------------------------------------------------------------------
 
@@ -500,6 +621,15 @@ class MainWindow(QMainWindow):
         name = "tool_" + tool.replace("-", "_")
         if name in self.acts:
             self.acts[name].setChecked(True)
+        self._show_brush()
+
+    def _show_brush(self) -> None:
+        painting = self.canvas.tool in ("brush", "eraser")
+        self.brush_label.setVisible(painting)
+        if painting:
+            self.brush_label.setText(
+                self.tr("Brush {size} px").format(size=f"{2 * self.canvas.brush_radius:.0f}")
+            )
 
     def _show_cursor(self, x: int, y: int, probability: object) -> None:
         text = f"x {x}  y {y}"
@@ -528,6 +658,10 @@ class MainWindow(QMainWindow):
         self.panel.set_threshold(doc.threshold)
         self.panel.set_status(doc.status)
         self.panel.lesions.set_lesions(doc.lesions, doc.decisions)
+        kept = sum(1 for les in doc.lesions if doc.decisions.get(les.id) != "rejected")
+        # the list follows the live threshold and review state, saved or not
+        if self.photos.library.set_live(doc.path, doc.status, kept if doc.has_model else None):
+            self.photos.entry_changed(doc.path)
         changes = doc.changes()
         if changes is None:
             self.panel.set_changes(None, None, None)
@@ -539,6 +673,7 @@ class MainWindow(QMainWindow):
             self.acts["undo"].setEnabled(doc.history.can_undo)
             self.acts["redo"].setEnabled(doc.history.can_redo)
         self.setWindowTitle(f"{doc.path.name}{' *' if doc.dirty else ''} — Hemaview")
+        self._show_lesion_marks()
 
     # -- saving --------------------------------------------------------------------------
 
@@ -546,6 +681,16 @@ class MainWindow(QMainWindow):
         if self.current is None:
             return False
         doc = self.current.document
+        if not self.settings.reviewer:
+            # Every saved label names who reviewed it: ask once, before the first save.
+            name = dialogs.ask_reviewer_name(self)
+            if not name:
+                self.statusBar().showMessage(
+                    self.tr("Not saved: a label needs the name of its reviewer."), 8000
+                )
+                return False
+            self.settings.reviewer = name
+            save_settings(self.settings)
         try:
             # A label folder chosen in settings (or after a refusal) wins over the one the
             # photo was opened with.
@@ -553,7 +698,25 @@ class MainWindow(QMainWindow):
                 doc, self.session.label_dir, reviewer=self.settings.reviewer, overwrite=overwrite
             )
         except LabelConflict as conflict:
-            if dialogs.ask_overwrite_conflict(self, doc.path.name, conflict.theirs):
+            if conflict.other_photo:
+                folder = dialogs.ask_folder_for_same_named_photo(
+                    self, str(conflict), str(doc.path.parent)
+                )
+                if folder is None:
+                    return False
+                self.settings.label_dir = folder
+                self.session.label_dir = Path(folder)
+                save_settings(self.settings)
+                return self.save()
+            opened, found = self.current, conflict
+
+            def comparison() -> MaskComparison | None:
+                theirs = self.session.their_mask(found)
+                if theirs is None or theirs.shape != doc.mask.shape:
+                    return None
+                return compare_masks_picture(opened.photo.rgb, theirs, doc.mask)
+
+            if dialogs.ask_overwrite_conflict(self, doc.path.name, conflict.theirs, comparison):
                 return self.save(overwrite=True)
             return False
         except LabelFolderNotWritable as exc:
@@ -576,10 +739,29 @@ class MainWindow(QMainWindow):
         return True
 
     def _autosave(self) -> None:
-        if self.current is not None and self.current.document.dirty:
-            snapshot = self.session.snapshot_for_autosave(self.current.document)
-            if snapshot is not None:
-                self.tasks.submit(self.autosaver.write, snapshot)
+        """After every edit: the unsaved state to disk in the background, so a crash loses
+        nothing. One write at a time; edits made meanwhile go in the next one."""
+        if self.current is None or not self.current.document.dirty:
+            return
+        if self._autosave_running:
+            self._autosave_again = True
+            return
+        snapshot = self.session.snapshot_for_autosave(self.current.document)
+        if snapshot is not None:
+            self._autosave_running = True
+            self.writer.submit(self.autosaver.write, snapshot)
+
+    def _autosave_finished(self, error: str | None) -> None:
+        self._autosave_running = False
+        if error is not None:
+            self.statusBar().showMessage(
+                self.tr(
+                    "Autosave failed: {reason}. Your edits are still here; save them with Ctrl+S."
+                ).format(reason=error)
+            )
+        if self._autosave_again:
+            self._autosave_again = False
+            self._autosave()
 
     def export_accepted(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, self.tr("Export accepted labels to"))
@@ -614,13 +796,42 @@ class MainWindow(QMainWindow):
             self.settings = dialog.result_settings()
             save_settings(self.settings)
             self._apply_settings()
-            self._autosave_timer.start(self.settings.autosave_seconds * 1000)
             self.preannotator.check_remote()
             if self.settings.language != language:
                 app = QApplication.instance()
                 switch = getattr(app, "switch_language", None)
                 if switch is not None:
                     switch(self.settings.language)
+
+    def fit_to_screen(self, width: int = 1600, height: int = 1000) -> None:
+        """The preferred size, within the screen's available area (taskbars excluded) with
+        room for the window frame, centred: the status bar, where failures are explained,
+        must be on screen."""
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is None:
+            self.resize(width, height)
+            return
+        area = screen.availableGeometry()
+        # the frame and title bar are outside the size set here: keep a margin for them
+        w = min(width, area.width() - 16)
+        h = min(height, area.height() - 48)
+        self.resize(max(w, 640), max(h, 480))
+        self.move(
+            area.x() + (area.width() - self.width()) // 2,
+            area.y() + max(0, (area.height() - h - 40) // 2),
+        )
+
+    def offer_unsaved_edits(self) -> None:
+        """At start-up: the photos whose edits a crash left unsaved, listed at once."""
+        pending = [s for s in self.autosaver.pending() if Path(s.photo_path).is_file()]
+        if not pending:
+            return
+        answer = dialogs.ask_about_unsaved_edits(self, pending)
+        if answer == "open":
+            self.open_sources([s.photo_path for s in pending])
+        elif answer == "discard":
+            for state in pending:
+                self.autosaver.discard(state.photo_path)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls():

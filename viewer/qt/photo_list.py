@@ -33,6 +33,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QAction, QColor, QFont, QIcon, QImage, QKeySequence, QPainter, QPixmap
 from PySide6.QtWidgets import (
+    QAbstractScrollArea,
     QComboBox,
     QHBoxLayout,
     QLabel,
@@ -392,7 +393,10 @@ class PhotoItemDelegate(QStyledItemDelegate):
         return text
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # type: ignore[override]
-        return QSize(THUMB_W + 200, THUMB_H + 10)
+        # no wider than the list shows: the text is elided to fit
+        view = option.widget
+        width = view.viewport().width() if isinstance(view, QAbstractScrollArea) else 0
+        return QSize(min(THUMB_W + 200, width) if width > 0 else THUMB_W + 200, THUMB_H + 10)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:  # type: ignore[override]
         entry = index.data(EntryRole)
@@ -438,10 +442,13 @@ class PhotoItemDelegate(QStyledItemDelegate):
         painter.setFont(opt.font)
         icon_rect = QRect(left, top + line + 3, line, line)
         self._icon(entry.status).paint(painter, icon_rect)
+        status = opt.fontMetrics.elidedText(
+            self.status_text(entry.status), Qt.TextElideMode.ElideRight, width - line - 4
+        )
         painter.drawText(
             QRect(left + line + 4, top + line + 3, width - line - 4, line),
             Qt.AlignmentFlag.AlignLeft,
-            self.status_text(entry.status),
+            status,
         )
         detail = opt.fontMetrics.elidedText(
             self.detail_text(entry), Qt.TextElideMode.ElideRight, width
@@ -475,8 +482,12 @@ class PhotoListWidget(QWidget):
         self.view = QListView(self)
         self.view.setObjectName("photoList")
         self.view.setModel(self.model)
-        self.view.setItemDelegate(PhotoItemDelegate(self.view))
+        self.delegate = PhotoItemDelegate(self.view)
+        self.view.setItemDelegate(self.delegate)
         self.view.setUniformItemSizes(True)
+        # Rows take the list's width and elide their text (long Korean names and states):
+        # a horizontal scroll bar would hide the start of every row.
+        self.view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.view.setSelectionMode(QListView.SelectionMode.SingleSelection)
         self.view.setVerticalScrollMode(QListView.ScrollMode.ScrollPerPixel)
         self.view.selectionModel().currentChanged.connect(self._on_current)
@@ -561,6 +572,14 @@ class PhotoListWidget(QWidget):
 
     def entry_changed(self, path: str | os.PathLike[str]) -> None:
         self.model.entry_changed(path)
+
+    def add_photos(self, paths: list[Path]) -> list[Path]:
+        """Photos that appeared in an open folder: listed in their place; returns the new."""
+        new = self.library.add(paths)
+        if new:
+            self.model.relayout()
+            self._update_count()
+        return [e.path for e in new]
 
     def current_path(self) -> str | None:
         return self._current

@@ -66,10 +66,15 @@ class Preannotator(QObject):
             segmenter, self.cache, paths, dispatcher=self._dispatcher(), parent=self
         )
         job.progress.connect(self._progress)
+        job.photo_started.connect(lambda path: self._state(path, "running"))
         job.result.connect(self._done)
         job.failed.connect(self._failed)
         job.finished.connect(lambda _cancelled: self._hide())
         self.job = job
+        for path in paths:  # the list says which photos still wait for the model
+            entry = library.entry(path)
+            if entry is not None and entry.prediction_state in ("none", "queued"):
+                self._state(path, "queued")
         self.progress.setRange(0, len(paths))
         self.progress.setValue(0)
         self.progress.show()
@@ -88,7 +93,20 @@ class Preannotator(QObject):
         if self.job is not None:
             self.job.cancel()
             self.job = None
+        for entry in self.photos.library.entries:  # nothing waits any more
+            if entry.prediction_state in ("queued", "running"):
+                self._state(entry.path, "none")
         self._hide()
+
+    def mark_waiting(self) -> None:
+        """Photos listed before the model has loaded: they wait for it."""
+        for entry in self.photos.library.entries:
+            if entry.prediction_state == "none" and not entry.has_error:
+                self._state(entry.path, "queued")
+
+    def _state(self, path: str | Path, state: str) -> None:
+        self.photos.library.set_state(path, state)
+        self.photos.entry_changed(path)
 
     def _hide(self) -> None:
         self.progress.hide()

@@ -8,6 +8,8 @@ from typing import Any
 
 from PySide6.QtCore import QSettings
 
+from viewer.model.tools import MAX_BRUSH_RADIUS, MIN_BRUSH_RADIUS
+
 SCHEMA_VERSION = 1
 MAX_RECENT = 10
 LANGUAGES = ("auto", "en", "ko")
@@ -32,15 +34,13 @@ class Settings:
     remote_address: str = ""  # host:port of a Triton server; empty: local only
     remote_budget_s: float = 1.0  # seconds per 10 photos the local backend may take
     remote_tls: bool = False
-    autosave_seconds: int = 30
 
     def clamped(self) -> Settings:
         self.language = self.language if self.language in LANGUAGES else "auto"
         self.display_preset = self.display_preset if self.display_preset in PRESETS else "original"
         self.overlay_opacity = min(max(float(self.overlay_opacity), 0.0), 1.0)
-        self.brush_radius = min(max(float(self.brush_radius), 1.0), 500.0)
+        self.brush_radius = min(max(float(self.brush_radius), MIN_BRUSH_RADIUS), MAX_BRUSH_RADIUS)
         self.remote_budget_s = min(max(float(self.remote_budget_s), 0.0), 3600.0)
-        self.autosave_seconds = min(max(int(self.autosave_seconds), 5), 600)
         self.reviewer = self.reviewer.strip()[:80]
         if not _is_colour(self.overlay_colour):
             self.overlay_colour = Settings.overlay_colour

@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSlider,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -62,10 +61,6 @@ class SettingsDialog(QDialog):
         label_row = QHBoxLayout()
         label_row.addWidget(self.label_dir, 1)
         label_row.addWidget(browse)
-        self.autosave = QSpinBox()
-        self.autosave.setRange(5, 600)
-        self.autosave.setSuffix(self.tr(" s"))
-        self.autosave.setValue(settings.autosave_seconds)
 
         self.remote = QLineEdit(settings.remote_address)
         self.remote.setPlaceholderText(
@@ -84,7 +79,6 @@ class SettingsDialog(QDialog):
         form.addRow(self.tr("Reviewer"), self.reviewer)
         form.addRow(self.tr("Language"), self.language)
         form.addRow(self.tr("Label folder"), label_row)
-        form.addRow(self.tr("Autosave every"), self.autosave)
         overlay = QGroupBox(self.tr("Overlay"))
         form = QFormLayout(overlay)
         form.addRow(self.tr("Colour"), self.colour_button)
@@ -132,7 +126,6 @@ class SettingsDialog(QDialog):
         s.overlay_opacity = self.opacity.value() / 100
         s.overlay_filled = self.filled.isChecked()
         s.label_dir = self.label_dir.text().strip()
-        s.autosave_seconds = self.autosave.value()
         s.remote_address = self.remote.text().strip()
         s.remote_budget_s = self.budget.value()
         s.remote_tls = self.tls.isChecked()

@@ -486,7 +486,7 @@ def test_crash_in_the_encoder_writes_nothing(
     def broken_encoder(mask: np.ndarray) -> bytes:
         raise MemoryError("simulated out of memory while encoding")
 
-    monkeypatch.setattr(labels, "encode_mask_png", broken_encoder)
+    monkeypatch.setattr(labels.codec, "encode_mask_png", broken_encoder)
     with pytest.raises(MemoryError):
         save_label(out, photo, ~idrid01_mask, record)
     assert _folder_listing(out) == before

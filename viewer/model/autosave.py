@@ -30,8 +30,8 @@ import numpy as np
 
 from inference.atomic import atomic_write_bytes, atomic_write_text
 from inference.errors import HemaviewError, LabelFormatError
-from inference.labels import decode_mask, encode_mask_png, now
-from viewer.model.document import STATUSES, Document
+from inference.labels import STATUSES, decode_mask, encode_mask_png, now
+from viewer.model.document import Document
 
 AUTOSAVE_SCHEMA = 1
 

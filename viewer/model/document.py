@@ -15,18 +15,18 @@ import numpy as np
 
 from inference import Lesion, Prediction
 from inference.labels import (
+    STATUSES,
     LesionDecision,
     MaskChanges,
     ModelInfo,
     PhotoInfo,
     ProvenanceRecord,
+    ReviewStatus,
     compare_masks,
     now,
 )
 from viewer.model import tools
 from viewer.model.history import History, Rect, Step, union
-
-STATUSES = ("todo", "in_review", "accepted", "rejected")
 
 
 class Document:
@@ -55,7 +55,7 @@ class Document:
         self.decisions: dict[int, str] = {}
         self.saved_record: ProvenanceRecord | None = None
         self.created: datetime = now()
-        self.status = "todo"
+        self.status: str = ReviewStatus.TODO
         self.edited = False  # the reviewer changed the mask (it no longer follows the threshold)
         self.dirty = False  # changes not yet saved
         self._stroke: tuple[str, np.ndarray, Rect | None, list[tuple[float, float]]] | None = None
@@ -220,7 +220,7 @@ class Document:
         self._refresh_edited()
         self.dirty = True
         if self.status == "todo":
-            self.status = "in_review"
+            self.status = ReviewStatus.IN_REVIEW
 
     def undo(self) -> Rect | None:
         step = self.history.pop_undo()

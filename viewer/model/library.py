@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inference.errors import LabelFormatError
-from inference.labels import ProvenanceRecord, default_label_dir, label_paths
+from inference.labels import STATUSES, ProvenanceRecord, default_label_dir, label_paths
 from inference.photo_io import is_photo_path
 
-STATUSES = ("todo", "in_review", "accepted", "rejected")
 PREDICTION_STATES = ("none", "queued", "running", "done", "failed")
 SORT_KEYS = ("name", "lesions", "uncertainty")
 #: A filter is one review status, "error" (photos that failed), or None for every photo.

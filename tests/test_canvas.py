@@ -28,8 +28,7 @@ from PySide6.QtWidgets import QApplication
 from inference import read_photo
 from inference.labels import read_mask
 from viewer.model.document import Document
-from viewer.qt.canvas import (
-    ImageCanvas,
+from viewer.model.viewport import (
     Viewport,
     document_point,
     fit_view,
@@ -38,6 +37,7 @@ from viewer.qt.canvas import (
     widget_to_image,
     zoom_about,
 )
+from viewer.qt.canvas import ImageCanvas
 from viewer.qt.overlay import pool_any
 
 COLOUR = (255, 0, 255)  # magenta: nowhere in a fundus photo
@@ -255,10 +255,10 @@ def test_brush_radius_is_in_photo_pixels(canvas, photo) -> None:  # type: ignore
 def test_brush_size_keys_and_ctrl_wheel(canvas, photo) -> None:  # type: ignore[no-untyped-def]
     canvas.set_document(make_doc(photo), photo.rgb)
     canvas.set_brush_radius(10)
-    QTest.keyClick(canvas, Qt.Key.Key_BracketRight)
+    canvas.grow_brush(1)  # what ] does (the window's action)
     assert canvas.brush_radius == pytest.approx(12.5)
-    QTest.keyClick(canvas, Qt.Key.Key_BracketLeft)
-    QTest.keyClick(canvas, Qt.Key.Key_BracketLeft)
+    canvas.grow_brush(-1)
+    canvas.grow_brush(-1)
     assert canvas.brush_radius == pytest.approx(8.0)
     zoom = canvas.zoom
     wheel(canvas, QPointF(400, 300), -120, Qt.KeyboardModifier.ControlModifier)
@@ -333,7 +333,7 @@ def test_undo_and_redo_repaint(canvas, qtbot, photo) -> None:  # type: ignore[no
     QTest.mouseClick(canvas, LEFT, NOMOD, at)
     assert is_colour(grab(canvas)[at.y(), at.x()])
     with qtbot.waitSignal(canvas.mask_edited):
-        QTest.keyClick(canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+        canvas.undo()  # what Ctrl+Z does (the window's action)
     assert not doc.mask.any()
     assert not is_colour(grab(canvas)[at.y(), at.x()]), "undo shows at once"
     with qtbot.waitSignal(canvas.mask_edited):
@@ -468,18 +468,18 @@ def test_zoom_keys(canvas, qtbot, photo) -> None:  # type: ignore[no-untyped-def
     canvas.set_document(make_doc(photo), photo.rgb)
     fit = canvas.zoom
     assert fit == pytest.approx(min(784 / photo.width, 584 / photo.height))
-    QTest.keyClick(canvas, Qt.Key.Key_1)
+    canvas.actual_size()  # 1
     assert canvas.zoom == 1.0
     centre = widget_to_image(x=400, y=300, view=canvas.view)
     # About the centre, to the half screen pixel (at the fitted zoom) the view snaps by.
     near = pytest.approx((photo.width / 2, photo.height / 2), abs=0.5 / fit)
     assert centre == near, "100 % about the centre"
-    QTest.keyClick(canvas, Qt.Key.Key_Plus)
+    canvas.zoom_in()  # +
     assert canvas.zoom == pytest.approx(1.25)
-    QTest.keyClick(canvas, Qt.Key.Key_Minus)
-    QTest.keyClick(canvas, Qt.Key.Key_Minus)
+    canvas.zoom_out()  # -
+    canvas.zoom_out()
     assert canvas.zoom == pytest.approx(0.8)
-    QTest.keyClick(canvas, Qt.Key.Key_0)
+    canvas.fit_to_window()  # 0
     assert canvas.zoom == pytest.approx(fit)
 
 
@@ -549,7 +549,7 @@ def hidpi_probe(out: str) -> None:
     doc = make_doc(photo)
     canvas.set_document(doc, photo.rgb)
     canvas.centre_on(2000, 1400, zoom=None)
-    QTest.keyClick(canvas, Qt.Key.Key_1)  # 100 %: one photo pixel per device pixel
+    canvas.actual_size()  # 100 %: one photo pixel per device pixel
     canvas.set_brush_radius(0.5)  # a single photo pixel
     at = QPoint(200, 150)  # logical: device pixel (400, 300)
     QTest.mouseClick(canvas, LEFT, NOMOD, at)
@@ -589,3 +589,15 @@ def test_high_dpi_maps_photo_pixels_to_device_pixels(tmp_path: Path) -> None:
     # At 100 % on a 2x screen each photo pixel is one device pixel, where the mapping says.
     ox, oy = r["device_origin"]
     assert sorted(map(tuple, r["coloured"])) == [(ox + px, oy + py) for px, py in painted]
+
+
+def test_zoom_brush_and_undo_keys_are_the_windows_actions() -> None:
+    """The canvas handles only its own keys (Space to pan, Escape to drop a lasso); the rest
+    are QAction shortcuts, one place for every key (and F1's sheet lists them)."""
+    from viewer.qt.actions import SPECS
+
+    keys = {s.name: s.shortcuts for s in SPECS}
+    assert keys["zoom_in"][0] == "+" and keys["zoom_out"] == ("-",)
+    assert keys["fit"] == ("0",) and keys["actual_size"] == ("1",)
+    assert keys["brush_smaller"] == ("[",) and keys["brush_larger"] == ("]",)
+    assert keys["undo"] == ("Ctrl+Z",) and "Ctrl+Shift+Z" in keys["redo"]

@@ -63,14 +63,6 @@ class History:
     def can_redo(self) -> bool:
         return bool(self._redo)
 
-    @property
-    def undo_label(self) -> str:
-        return self._undo[-1].label if self._undo else ""
-
-    @property
-    def redo_label(self) -> str:
-        return self._redo[-1].label if self._redo else ""
-
     def pop_undo(self) -> Step | None:
         if not self._undo:
             return None

@@ -26,8 +26,8 @@ from PySide6.QtGui import QImage
 
 from inference.contract import PreprocessRecipe
 from inference.preprocess import apply_clahe
+from viewer.model.view_state import PRESETS
 
-PRESETS = ("original", "green", "clahe")
 SLOW_PRESETS = frozenset({"clahe"})  # worth a worker thread (~0.2 s for 12 MP)
 
 #: The smallest level kept: below this many pixels on the long side, scaling is cheap.

@@ -32,6 +32,7 @@ from viewer.model.session import (
     export_accepted_labels,
 )
 from viewer.model.tools import lesion_outline
+from viewer.model.view_state import ViewState
 from viewer.qt import dialogs
 from viewer.qt.actions import MENUS, SPECS, build_actions, menu_title
 from viewer.qt.canvas import ImageCanvas
@@ -40,6 +41,7 @@ from viewer.qt.preannotation import Preannotator
 from viewer.qt.review_panel import ReviewPanel
 from viewer.qt.settings import Settings, save_settings
 from viewer.qt.settings_dialog import SettingsDialog
+from viewer.qt.view_binding import ViewBinding
 from viewer.qt.workers import PhotoLoader, TaskRunner
 
 
@@ -106,6 +108,11 @@ class MainWindow(QMainWindow):
         )
         self._build_status_bar()
         self.acts = build_actions(self, self._handlers())
+        # overlay on/off, outline, opacity and preset: one state, bound in one place
+        self.view = ViewState()
+        self.view_binding = ViewBinding(
+            self.view, self.canvas, self.panel, self.acts, lambda: self.settings
+        )
         self._build_menus()
         self._wire()
         self._apply_settings()
@@ -176,13 +183,8 @@ class MainWindow(QMainWindow):
             "undo": lambda: self._edited(c.undo()),
             "redo": lambda: self._edited(c.redo()),
             "reset": self.reset_to_suggestion,
-            "toggle_overlay": self.set_overlay_visible,
-            "outline": lambda on: self.set_outline(on),
             "threshold_up": lambda: self.nudge_threshold(+0.05),
             "threshold_down": lambda: self.nudge_threshold(-0.05),
-            "preset_original": lambda: self.set_preset("original"),
-            "preset_green": lambda: self.set_preset("green"),
-            "preset_clahe": lambda: self.set_preset("clahe"),
             "zoom_in": c.zoom_in,
             "zoom_out": c.zoom_out,
             "fit": c.fit_to_window,
@@ -224,21 +226,14 @@ class MainWindow(QMainWindow):
         self.canvas.notice.connect(lambda text: self.statusBar().showMessage(text, 4000))
         self.canvas.tool_changed.connect(self._tool_changed)
         self.canvas.brush_radius_changed.connect(lambda _r: self._show_brush())
-        self.panel.overlay_toggled.connect(self.set_overlay_visible)
-        self.panel.opacity_changed.connect(self.set_opacity)
         self.panel.threshold_changed.connect(self.set_threshold)
-        self.panel.outline_toggled.connect(self.set_outline)
-        self.panel.preset_chosen.connect(self.set_preset)
         self.panel.status_chosen.connect(self.set_status)
         self.panel.lesions.lesion_activated.connect(self._centre_on_lesion)
 
     def _apply_settings(self) -> None:
         s = self.settings
         self.canvas.set_overlay_colour(QColor(s.overlay_colour))
-        self.set_opacity(s.overlay_opacity)
-        self.set_outline(not s.overlay_filled)
-        self.set_overlay_visible(True)
-        self.set_preset(s.display_preset)
+        self.view_binding.load(s)
         self.canvas.set_brush_radius(s.brush_radius)
         self.session.label_dir = Path(s.label_dir) if s.label_dir else None
         self.recent_menu.clear()
@@ -567,32 +562,6 @@ class MainWindow(QMainWindow):
 
     # -- overlay -------------------------------------------------------------------------
 
-    def set_overlay_visible(self, visible: bool) -> None:
-        self.canvas.set_overlay_visible(visible)
-        self.panel.set_overlay_visible(visible)
-        self.acts["toggle_overlay"].blockSignals(True)
-        self.acts["toggle_overlay"].setChecked(visible)
-        self.acts["toggle_overlay"].blockSignals(False)
-
-    def set_opacity(self, opacity: float) -> None:
-        self.canvas.set_overlay_opacity(opacity)
-        self.panel.set_opacity(opacity)
-        self.settings.overlay_opacity = opacity
-
-    def set_outline(self, outline: bool) -> None:
-        self.canvas.set_overlay_filled(not outline)
-        self.panel.set_outline(outline)
-        self.acts["outline"].blockSignals(True)
-        self.acts["outline"].setChecked(outline)
-        self.acts["outline"].blockSignals(False)
-        self.settings.overlay_filled = not outline
-
-    def set_preset(self, preset: str) -> None:
-        self.canvas.set_preset(preset)
-        self.panel.set_preset(preset)
-        self.acts[f"preset_{preset}"].setChecked(True)
-        self.settings.display_preset = preset
-
     def set_threshold(self, threshold: float) -> None:
         if self.current is None:
             return
@@ -640,9 +609,8 @@ class MainWindow(QMainWindow):
     def _show_document_state(self) -> None:
         doc = self.current.document if self.current is not None else None
         has_doc = doc is not None
-        if hasattr(self, "acts"):
-            for name in ("save", "undo", "redo", "reset", "accept_lesion", "reject_lesion"):
-                self.acts[name].setEnabled(has_doc)
+        for name in ("save", "undo", "redo", "reset", "accept_lesion", "reject_lesion"):
+            self.acts[name].setEnabled(has_doc)
         self.acts["run_anyway"].setEnabled(
             self.current is not None and self.current.not_fundus and self.segmenter is not None
         )
@@ -669,9 +637,8 @@ class MainWindow(QMainWindow):
             self.panel.set_changes(
                 changes.pixels_added, changes.pixels_removed, changes.dice_vs_suggestion
             )
-        if hasattr(self, "acts"):
-            self.acts["undo"].setEnabled(doc.history.can_undo)
-            self.acts["redo"].setEnabled(doc.history.can_redo)
+        self.acts["undo"].setEnabled(doc.history.can_undo)
+        self.acts["redo"].setEnabled(doc.history.can_redo)
         self.setWindowTitle(f"{doc.path.name}{' *' if doc.dirty else ''} — Hemaview")
         self._show_lesion_marks()
 

@@ -551,14 +551,6 @@ class PhotoListWidget(QWidget):
         self.filter_combo.blockSignals(False)
         self.sort_combo.blockSignals(False)
 
-    def retranslate(self) -> None:
-        """After a language switch."""
-        self._fill_combos()
-        self.next_action.setText(self.tr("Next photo"))
-        self.previous_action.setText(self.tr("Previous photo"))
-        self._update_count()
-        self.view.viewport().update()
-
     # -- content -------------------------------------------------------------------------
 
     @property

@@ -9,11 +9,11 @@ from typing import Any
 from PySide6.QtCore import QSettings
 
 from viewer.model.tools import MAX_BRUSH_RADIUS, MIN_BRUSH_RADIUS
+from viewer.model.view_state import PRESETS
 
 SCHEMA_VERSION = 1
 MAX_RECENT = 10
 LANGUAGES = ("auto", "en", "ko")
-PRESETS = ("original", "green", "clahe")
 
 
 @dataclass

@@ -154,9 +154,6 @@ class PreannotationJob(QObject):
     def cancelled(self) -> bool:
         return self._cancel.is_set()
 
-    def is_running(self) -> bool:
-        return self._thread is not None and self._thread.isRunning()
-
     def wait(self, msecs: int = -1) -> bool:
         """Block until the thread ends (shutdown only; the GUI thread should not wait)."""
         if self._thread is None:

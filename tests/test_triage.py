@@ -128,7 +128,7 @@ def test_the_list_follows_the_live_threshold_and_review_state(  # type: ignore[n
     entry = window.photos.library.entry(doc.path)
     assert entry is not None and entry.lesion_count == len(doc.lesions)
     window.set_threshold(0.9)
-    window._show_document_state()  # what the resting slider's timer does
+    window.show_document_state()  # what the resting slider's timer does
     assert entry.lesion_count == len(doc.lesions) and doc.threshold == 0.9
     window.acts["status_in_review"].trigger()
     assert entry.status == "in_review"  # before any save

@@ -383,6 +383,37 @@ Choose a folder for the labels.</source>
     </message>
 </context>
 <context>
+    <name>LabelSaving</name>
+    <message>
+        <source>Not saved: a label needs the name of its reviewer.</source>
+        <translation>저장하지 않음: 라벨에는 검토자 이름이 필요합니다.</translation>
+    </message>
+    <message>
+        <source>Not saved</source>
+        <translation>저장되지 않음</translation>
+    </message>
+    <message>
+        <source>Saved the label of {name}</source>
+        <translation>{name}의 레이블을 저장했습니다</translation>
+    </message>
+    <message>
+        <source>Autosave failed: {reason}. Your edits are still here; save them with Ctrl+S.</source>
+        <translation>자동 저장 실패: {reason}. 편집 내용은 그대로 있으니 Ctrl+S로 저장하세요.</translation>
+    </message>
+    <message>
+        <source>Export accepted labels to</source>
+        <translation>승인된 레이블을 내보낼 폴더</translation>
+    </message>
+    <message>
+        <source>{n} accepted labels exported to {folder}.</source>
+        <translation>승인된 레이블 {n}개를 {folder}에 내보냈습니다.</translation>
+    </message>
+    <message>
+        <source>Export accepted labels</source>
+        <translation>승인된 레이블 내보내기</translation>
+    </message>
+</context>
+<context>
     <name>LesionList</name>
     <message>
         <source>Area (px)</source>
@@ -510,34 +541,6 @@ Choose a folder for the labels.</source>
     <message>
         <source>Brush {size} px</source>
         <translation>브러시 {size} px</translation>
-    </message>
-    <message>
-        <source>Not saved: a label needs the name of its reviewer.</source>
-        <translation>저장하지 않음: 라벨에는 검토자 이름이 필요합니다.</translation>
-    </message>
-    <message>
-        <source>Not saved</source>
-        <translation>저장되지 않음</translation>
-    </message>
-    <message>
-        <source>Saved the label of {name}</source>
-        <translation>{name}의 레이블을 저장했습니다</translation>
-    </message>
-    <message>
-        <source>Autosave failed: {reason}. Your edits are still here; save them with Ctrl+S.</source>
-        <translation>자동 저장 실패: {reason}. 편집 내용은 그대로 있으니 Ctrl+S로 저장하세요.</translation>
-    </message>
-    <message>
-        <source>Export accepted labels to</source>
-        <translation>승인된 레이블을 내보낼 폴더</translation>
-    </message>
-    <message>
-        <source>{n} accepted labels exported to {folder}.</source>
-        <translation>승인된 레이블 {n}개를 {folder}에 내보냈습니다.</translation>
-    </message>
-    <message>
-        <source>Export accepted labels</source>
-        <translation>승인된 레이블 내보내기</translation>
     </message>
 </context>
 <context>

@@ -15,21 +15,16 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QWidget,
 )
 
-from inference import HemaviewError, Segmenter
+from inference import Segmenter
 from viewer.model.autosave import Autosaver
-from viewer.model.compare import MaskComparison, compare_masks_picture
 from viewer.model.library import PhotoLibrary, find_photos
 from viewer.model.pred_cache import PredictionCache
 from viewer.model.session import (
-    LabelConflict,
-    LabelFolderNotWritable,
     OpenedPhoto,
     ReviewSession,
-    export_accepted_labels,
 )
 from viewer.model.tools import lesion_outline
 from viewer.model.view_state import ViewState
@@ -39,10 +34,11 @@ from viewer.qt.canvas import ImageCanvas
 from viewer.qt.photo_list import PhotoListWidget
 from viewer.qt.preannotation import Preannotator
 from viewer.qt.review_panel import ReviewPanel
+from viewer.qt.saving import LabelSaving
 from viewer.qt.settings import Settings, save_settings
 from viewer.qt.settings_dialog import SettingsDialog
 from viewer.qt.view_binding import ViewBinding
-from viewer.qt.workers import PhotoLoader, TaskRunner
+from viewer.qt.workers import PhotoLoader, TaskRunner, stop_all_jobs
 
 
 def app_folder(kind: QStandardPaths.StandardLocation, name: str) -> Path:
@@ -82,8 +78,7 @@ class MainWindow(QMainWindow):
         # must never read as a model that failed to load.
         self.model_loader = TaskRunner(self)
         self.writer = TaskRunner(self)
-        self._autosave_running = False
-        self._autosave_again = False
+        self.saving = LabelSaving(self)  # saves, conflicts, autosaves, export
         # Photos added to an open folder appear in the list (a camera export, a colleague).
         self.watcher = QFileSystemWatcher(self)
         self.watcher.directoryChanged.connect(self._folder_changed)
@@ -120,8 +115,8 @@ class MainWindow(QMainWindow):
         self._state_timer = QTimer(self)
         self._state_timer.setSingleShot(True)
         self._state_timer.setInterval(150)
-        self._state_timer.timeout.connect(self._show_document_state)
-        self._show_document_state()
+        self._state_timer.timeout.connect(self.show_document_state)
+        self.show_document_state()
         if load_model:
             self.model_loader.submit(Segmenter.open, model_path)
         else:
@@ -177,7 +172,7 @@ class MainWindow(QMainWindow):
             "open_files": self.choose_files,
             "save": self.save,
             "preannotate": self.start_preannotation,
-            "export_accepted": self.export_accepted,
+            "export_accepted": lambda: self.saving.export_accepted(),
             "settings": self.edit_settings,
             "quit": self.close,
             "undo": lambda: self._edited(c.undo()),
@@ -217,8 +212,6 @@ class MainWindow(QMainWindow):
         self.loader.load_failed.connect(self._on_load_failed)
         self.model_loader.done.connect(lambda _token, value: self._on_model(value))
         self.model_loader.error.connect(lambda _token, message: self._on_model_error(message))
-        self.writer.done.connect(lambda _token, _value: self._autosave_finished(None))
-        self.writer.error.connect(lambda _token, message: self._autosave_finished(message))
         self.canvas.mask_edited.connect(lambda rect: self._edited(rect, repaint=False))
         self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
         self.canvas.cursor_moved.connect(self._show_cursor)
@@ -405,7 +398,7 @@ class MainWindow(QMainWindow):
                 path, len(opened.prediction.lesions), opened.prediction.uncertainty
             )
             self.photos.entry_changed(path)
-        self._show_document_state()
+        self.show_document_state()
 
     def _on_load_failed(self, path: str, message: str) -> None:
         self.current = None
@@ -413,7 +406,7 @@ class MainWindow(QMainWindow):
         self.photos.library.set_failed(path, message, unreadable=True)
         self.photos.entry_changed(path)
         self.statusBar().showMessage(message)
-        self._show_document_state()
+        self.show_document_state()
         if getattr(self, "_auto_opening", False):
             # We chose this photo (the first of the folder): start at the next readable one.
             following = self.photos.library.first_readable()
@@ -441,8 +434,8 @@ class MainWindow(QMainWindow):
             return
         if repaint:
             self.canvas.refresh_mask(rect)  # type: ignore[arg-type]
-        self._show_document_state()
-        self._autosave()
+        self.show_document_state()
+        self.saving.autosave()
 
     def reset_to_suggestion(self) -> None:
         if self.current is not None:
@@ -492,8 +485,8 @@ class MainWindow(QMainWindow):
                     8000,
                 )
         doc.set_status(status)
-        self._show_document_state()
-        self._autosave()
+        self.show_document_state()
+        self.saving.autosave()
 
     def accept_and_next(self) -> None:
         """Ctrl+Return: accept the photo, save it, and open the next photo still to review."""
@@ -606,7 +599,7 @@ class MainWindow(QMainWindow):
             text += f"  p {probability:.2f}"
         self.cursor_label.setText(text)
 
-    def _show_document_state(self) -> None:
+    def show_document_state(self) -> None:
         doc = self.current.document if self.current is not None else None
         has_doc = doc is not None
         for name in ("save", "undo", "redo", "reset", "accept_lesion", "reject_lesion"):
@@ -645,104 +638,10 @@ class MainWindow(QMainWindow):
     # -- saving --------------------------------------------------------------------------
 
     def save(self, *, overwrite: bool = False) -> bool:
-        if self.current is None:
-            return False
-        doc = self.current.document
-        if not self.settings.reviewer:
-            # Every saved label names who reviewed it: ask once, before the first save.
-            name = dialogs.ask_reviewer_name(self)
-            if not name:
-                self.statusBar().showMessage(
-                    self.tr("Not saved: a label needs the name of its reviewer."), 8000
-                )
-                return False
-            self.settings.reviewer = name
-            save_settings(self.settings)
-        try:
-            # A label folder chosen in settings (or after a refusal) wins over the one the
-            # photo was opened with.
-            record = self.session.save(
-                doc, self.session.label_dir, reviewer=self.settings.reviewer, overwrite=overwrite
-            )
-        except LabelConflict as conflict:
-            if conflict.other_photo:
-                folder = dialogs.ask_folder_for_same_named_photo(
-                    self, str(conflict), str(doc.path.parent)
-                )
-                if folder is None:
-                    return False
-                self.settings.label_dir = folder
-                self.session.label_dir = Path(folder)
-                save_settings(self.settings)
-                return self.save()
-            opened, found = self.current, conflict
+        return self.saving.save(overwrite=overwrite)
 
-            def comparison() -> MaskComparison | None:
-                theirs = self.session.their_mask(found)
-                if theirs is None or theirs.shape != doc.mask.shape:
-                    return None
-                return compare_masks_picture(opened.photo.rgb, theirs, doc.mask)
-
-            if dialogs.ask_overwrite_conflict(self, doc.path.name, conflict.theirs, comparison):
-                return self.save(overwrite=True)
-            return False
-        except LabelFolderNotWritable as exc:
-            folder = dialogs.ask_label_folder(self, str(exc), str(doc.path.parent))
-            if folder is None:
-                return False
-            self.settings.label_dir = folder
-            self.session.label_dir = Path(folder)
-            save_settings(self.settings)
-            return self.save(overwrite=overwrite)
-        except HemaviewError as exc:
-            QMessageBox.warning(self, self.tr("Not saved"), str(exc))
-            return False
-        self.photos.library.set_saved(doc.path, record)
-        self.photos.entry_changed(doc.path)
-        self.statusBar().showMessage(
-            self.tr("Saved the label of {name}").format(name=doc.path.name), 5000
-        )
-        self._show_document_state()
-        return True
-
-    def _autosave(self) -> None:
-        """After every edit: the unsaved state to disk in the background, so a crash loses
-        nothing. One write at a time; edits made meanwhile go in the next one."""
-        if self.current is None or not self.current.document.dirty:
-            return
-        if self._autosave_running:
-            self._autosave_again = True
-            return
-        snapshot = self.session.snapshot_for_autosave(self.current.document)
-        if snapshot is not None:
-            self._autosave_running = True
-            self.writer.submit(self.autosaver.write, snapshot)
-
-    def _autosave_finished(self, error: str | None) -> None:
-        self._autosave_running = False
-        if error is not None:
-            self.statusBar().showMessage(
-                self.tr(
-                    "Autosave failed: {reason}. Your edits are still here; save them with Ctrl+S."
-                ).format(reason=error)
-            )
-        if self._autosave_again:
-            self._autosave_again = False
-            self._autosave()
-
-    def export_accepted(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, self.tr("Export accepted labels to"))
-        if not folder:
-            return
-        report = export_accepted_labels(
-            [e.path for e in self.photos.library.entries], folder, self.photos.library.label_dir_for
-        )
-        text = self.tr("{n} accepted labels exported to {folder}.").format(
-            n=len(report.exported), folder=report.folder
-        )
-        if report.skipped:
-            text += "\n\n" + "\n".join(report.skipped[:20])
-        QMessageBox.information(self, self.tr("Export accepted labels"), text)
+    def offer_unsaved_edits(self) -> None:
+        self.saving.offer_unsaved_edits()
 
     # -- pre-annotation ------------------------------------------------------------------
 
@@ -788,18 +687,6 @@ class MainWindow(QMainWindow):
             area.y() + max(0, (area.height() - h - 40) // 2),
         )
 
-    def offer_unsaved_edits(self) -> None:
-        """At start-up: the photos whose edits a crash left unsaved, listed at once."""
-        pending = [s for s in self.autosaver.pending() if Path(s.photo_path).is_file()]
-        if not pending:
-            return
-        answer = dialogs.ask_about_unsaved_edits(self, pending)
-        if answer == "open":
-            self.open_sources([s.photo_path for s in pending])
-        elif answer == "discard":
-            for state in pending:
-                self.autosaver.discard(state.photo_path)
-
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
@@ -814,6 +701,9 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.cancel_preannotation()
+        # Jobs cancelled earlier may still finish their photo (under a second): no thread
+        # may outlive the window that owns its results.
+        stop_all_jobs(30_000)
         self.settings.brush_radius = self.canvas.brush_radius
         save_settings(self.settings)
         self.autosaver.close()

@@ -1,0 +1,147 @@
+"""Saving labels from the window: the reviewer's name, conflicts with a colleague's save or
+with another photo's label, a folder that refuses writes, the autosave after every edit,
+edits a crash left unsaved, and the export for training. Widgets show; this decides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from inference import HemaviewError
+from viewer.model.compare import MaskComparison, compare_masks_picture
+from viewer.model.session import LabelConflict, LabelFolderNotWritable, export_accepted_labels
+from viewer.qt import dialogs
+from viewer.qt.settings import save_settings
+
+if TYPE_CHECKING:
+    from viewer.qt.main_window import MainWindow
+
+
+class LabelSaving(QObject):
+    def __init__(self, window: MainWindow):
+        super().__init__(window)
+        self.window = window
+        self._running = False  # an autosave write is in flight
+        self._again = False  # edits came in meanwhile: write again when it is done
+        window.writer.done.connect(lambda _token, _value: self.autosave_finished(None))
+        window.writer.error.connect(lambda _token, message: self.autosave_finished(message))
+
+    def save(self, *, overwrite: bool = False) -> bool:
+        w = self.window
+        if w.current is None:
+            return False
+        doc = w.current.document
+        if not w.settings.reviewer:
+            # Every saved label names who reviewed it: ask once, before the first save.
+            name = dialogs.ask_reviewer_name(w)
+            if not name:
+                w.statusBar().showMessage(
+                    self.tr("Not saved: a label needs the name of its reviewer."), 8000
+                )
+                return False
+            w.settings.reviewer = name
+            save_settings(w.settings)
+        try:
+            # A label folder chosen in settings (or after a refusal) wins over the one the
+            # photo was opened with.
+            record = w.session.save(
+                doc, w.session.label_dir, reviewer=w.settings.reviewer, overwrite=overwrite
+            )
+        except LabelConflict as conflict:
+            if conflict.other_photo:
+                folder = dialogs.ask_folder_for_same_named_photo(
+                    w, str(conflict), str(doc.path.parent)
+                )
+                if folder is None:
+                    return False
+                w.settings.label_dir = folder
+                w.session.label_dir = Path(folder)
+                save_settings(w.settings)
+                return self.save()
+            opened, found = w.current, conflict
+
+            def comparison() -> MaskComparison | None:
+                theirs = w.session.their_mask(found)
+                if theirs is None or theirs.shape != doc.mask.shape:
+                    return None
+                return compare_masks_picture(opened.photo.rgb, theirs, doc.mask)
+
+            if dialogs.ask_overwrite_conflict(w, doc.path.name, conflict.theirs, comparison):
+                return self.save(overwrite=True)
+            return False
+        except LabelFolderNotWritable as exc:
+            folder = dialogs.ask_label_folder(w, str(exc), str(doc.path.parent))
+            if folder is None:
+                return False
+            w.settings.label_dir = folder
+            w.session.label_dir = Path(folder)
+            save_settings(w.settings)
+            return self.save(overwrite=overwrite)
+        except HemaviewError as exc:
+            QMessageBox.warning(w, self.tr("Not saved"), str(exc))
+            return False
+        w.photos.library.set_saved(doc.path, record)
+        w.photos.entry_changed(doc.path)
+        w.statusBar().showMessage(
+            self.tr("Saved the label of {name}").format(name=doc.path.name), 5000
+        )
+        w.show_document_state()
+        return True
+
+    def autosave(self) -> None:
+        """After every edit: the unsaved state to disk in the background, so a crash loses
+        nothing. One write at a time; edits made meanwhile go in the next one."""
+        w = self.window
+        if w.current is None or not w.current.document.dirty:
+            return
+        if self._running:
+            self._again = True
+            return
+        snapshot = w.session.snapshot_for_autosave(w.current.document)
+        if snapshot is not None:
+            self._running = True
+            w.writer.submit(w.autosaver.write, snapshot)
+
+    def autosave_finished(self, error: str | None) -> None:
+        w = self.window
+        self._running = False
+        if error is not None:
+            w.statusBar().showMessage(
+                self.tr(
+                    "Autosave failed: {reason}. Your edits are still here; save them with Ctrl+S."
+                ).format(reason=error)
+            )
+        if self._again:
+            self._again = False
+            self.autosave()
+
+    def export_accepted(self) -> None:
+        w = self.window
+        folder = QFileDialog.getExistingDirectory(w, self.tr("Export accepted labels to"))
+        if not folder:
+            return
+        report = export_accepted_labels(
+            [e.path for e in w.photos.library.entries], folder, w.photos.library.label_dir_for
+        )
+        text = self.tr("{n} accepted labels exported to {folder}.").format(
+            n=len(report.exported), folder=report.folder
+        )
+        if report.skipped:
+            text += "\n\n" + "\n".join(report.skipped[:20])
+        QMessageBox.information(w, self.tr("Export accepted labels"), text)
+
+    def offer_unsaved_edits(self) -> None:
+        """At start-up: the photos whose edits a crash left unsaved, listed at once."""
+        w = self.window
+        pending = [s for s in w.autosaver.pending() if Path(s.photo_path).is_file()]
+        if not pending:
+            return
+        answer = dialogs.ask_about_unsaved_edits(w, pending)
+        if answer == "open":
+            w.open_sources([s.photo_path for s in pending])
+        elif answer == "discard":
+            for state in pending:
+                w.autosaver.discard(state.photo_path)

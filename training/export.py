@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from inference.atomic import atomic_write_bytes
 from inference.contract import (
     IDRID_ATTRIBUTION,
     INPUT_FORMAT_UINT8_NHWC,
@@ -27,10 +26,10 @@ from inference.contract import (
     SHA256_PLACEHOLDER,
     ModelContract,
     PreprocessRecipe,
-    stamp_sha256,
 )
 from inference.onnx_runtime import onnxruntime
 from training.model import HemaviewNet, PixelInputWrapper
+from training.onnx_io import write_with_contract
 
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "probability"
@@ -125,19 +124,10 @@ def export_model(
                 opset_version=17,
                 dynamo=False,
             )
-        model = onnx.load(str(raw))
-        del model.metadata_props[:]
-        for key, value in contract.to_metadata().items():
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, value
-        model.producer_name = "hemaview"
-        staged = Path(tmp) / "stamped.onnx"
-        onnx.save(model, str(staged))
-        digest = stamp_sha256(staged)
-        atomic_write_bytes(out_path, staged.read_bytes())
+        written = write_with_contract(onnx.load(str(raw)), contract, out_path)
     if check_parity:
         parity_check(wrapper, out_path)
-    return ModelContract(**{**contract.__dict__, "sha256": digest})
+    return written
 
 
 def parity_check(

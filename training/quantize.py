@@ -55,8 +55,7 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from inference.atomic import atomic_write_bytes
-from inference.contract import SHA256_PLACEHOLDER, ModelContract, stamp_sha256
+from inference.contract import ModelContract
 from inference.errors import ModelContractError, NotFundusError
 from inference.model_file import ModelFile
 from inference.onnx_runtime import onnxruntime
@@ -64,6 +63,7 @@ from inference.preprocess import read_for_model
 from inference.segmenter import Segmenter
 from inference.system import physical_cores
 from training.metrics import EvalPhoto, evaluate
+from training.onnx_io import write_with_contract
 
 #: The ship rule (see the module docstring).
 MAX_AUPR_DROP = 0.01
@@ -286,33 +286,19 @@ def quantize_model(
             model_name=_marked(contract.model_name),
             model_version=_marked(contract.model_version or "unversioned"),
             training_config={**contract.training_config, "quantisation": info},
-            sha256=SHA256_PLACEHOLDER,
         )
-        return write_with_contract(onnx.load(str(quantised)), new_contract, out_path)
+        return write_with_contract(
+            onnx.load(str(quantised)), new_contract, out_path, check=_opens_in_the_clinic
+        )
 
 
 def _marked(text: str) -> str:
     return text if text.endswith(INT8_SUFFIX) else text + INT8_SUFFIX
 
 
-def write_with_contract(
-    model: onnx.ModelProto, contract: ModelContract, out_path: Path
-) -> ModelContract:
-    """Replace the file's metadata with `contract`, stamp its SHA-256, open it through
-    `inference.Segmenter` (the clinic's way in), and only then write it, atomically."""
-    del model.metadata_props[:]
-    staged_contract = dataclasses.replace(contract, sha256=SHA256_PLACEHOLDER)
-    for key, value in staged_contract.to_metadata().items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    model.producer_name = "hemaview"
-    with tempfile.TemporaryDirectory(prefix="hemaview-stamp-") as tmp:
-        staged = Path(tmp) / "stamped.onnx"
-        onnx.save(model, str(staged))
-        digest = stamp_sha256(staged)
-        Segmenter.open(staged, backend="cpu").close()
-        atomic_write_bytes(out_path, staged.read_bytes())
-    return dataclasses.replace(contract, sha256=digest)
+def _opens_in_the_clinic(path: Path) -> None:
+    """The last check before an INT8 file is written: it opens as the clinic opens it."""
+    Segmenter.open(path, backend="cpu").close()
 
 
 def record_evaluation(int8_path: Path, result: dict[str, Any]) -> ModelContract:
@@ -323,7 +309,9 @@ def record_evaluation(int8_path: Path, result: dict[str, Any]) -> ModelContract:
     contract = dataclasses.replace(
         model.contract, metrics={**model.contract.metrics, "int8_check": summary}
     )
-    return write_with_contract(onnx.load_from_string(model.data), contract, Path(int8_path))
+    return write_with_contract(
+        onnx.load_from_string(model.data), contract, int8_path, check=_opens_in_the_clinic
+    )
 
 
 def _session(model: ModelFile, threads: int) -> Any:

@@ -31,13 +31,13 @@ from training.finetune import (
     CheckpointError,
     FinetuneConfig,
     PatchSampler,
-    build_net,
     finetune,
     load_checkpoint,
     net_from_checkpoint,
     predict_logits,
 )
 from training.losses import LossWeights, total_loss
+from training.weights import build_net
 
 NAMES = ["IDRiD_01", "IDRiD_02", "IDRiD_05", "IDRiD_43"]
 SIZE = 256
@@ -341,6 +341,136 @@ def test_a_corrupt_checkpoint_gives_a_clear_error(data: LabelledSet, tmp_path: P
     torch.save({"something": "else"}, path)
     with pytest.raises(CheckpointError, match="not a Hemaview fine-tuning checkpoint"):
         net_from_checkpoint(path)
+
+
+# The child of the crash test: it starts writing a checkpoint over PATH, gets half of it onto
+# the disk, says so, and waits to be killed (SIGKILL: no clean-up runs, as in a power cut).
+_CRASHING_WRITER = """
+import io, sys, threading
+import torch
+from training import checkpoint
+
+real_save = torch.save
+
+def half_then_hang(obj, handle):
+    data = io.BytesIO()
+    real_save(obj, data)
+    handle.write(data.getvalue()[: len(data.getvalue()) // 2])
+    handle.flush()
+    print("half written", flush=True)
+    threading.Event().wait()
+
+torch.save = half_then_hang
+checkpoint.save(sys.argv[1], {"epoch": 2, "weights": torch.ones(50_000)})
+"""
+
+
+def test_a_crash_mid_write_leaves_the_previous_checkpoint_loadable(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from training import checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    previous = {
+        **checkpoint.FINETUNE.stamp(),
+        "config": {"lr": 0.001},
+        "model": {"w": torch.arange(4.0)},
+        "epoch": 1,
+        "step": 3,
+    }
+    checkpoint.save(path, previous)
+    repo = Path(__file__).resolve().parent.parent
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CRASHING_WRITER, str(path)],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "half written"  # waits for it, no sleep
+    finally:
+        child.kill()
+        child.wait()
+    # the new checkpoint was half on the disk, beside the old one, when the process died
+    leftovers = [p for p in tmp_path.iterdir() if p != path]
+    assert len(leftovers) == 1 and leftovers[0].stat().st_size > 1000
+    state = checkpoint.load(path, checkpoint.FINETUNE)
+    assert state["epoch"] == 1 and torch.equal(state["model"]["w"], torch.arange(4.0))
+    # a write that fails in this process cleans up after itself and changes nothing either
+    with pytest.raises(Exception, match="pickle"):
+        checkpoint.save(path, {**previous, "epoch": 2, "hook": lambda: None})
+    assert [p for p in tmp_path.iterdir() if p != path] == leftovers
+    assert checkpoint.load(path, checkpoint.FINETUNE)["epoch"] == 1
+
+
+def test_a_checkpoint_of_another_run_is_refused_naming_the_difference(
+    data: LabelledSet, tmp_path: Path
+) -> None:
+    from inference.errors import HemaviewError
+    from training import checkpoint
+    from training.configs import to_jsonable
+
+    config = small_config(reconstruction=False)
+    train = data.evaluable()
+    names = sorted(s.name for s in train)
+    run = tmp_path / "run"
+    run.mkdir()
+    other = small_config(reconstruction=False, lr=0.5, crop_size=96, device="auto", threads=1)
+    state = {
+        **checkpoint.FINETUNE.stamp(),
+        "config": to_jsonable(other),
+        "model": {},
+        "epoch": 1,
+        "step": 3,
+        "train_names": names,
+    }
+    checkpoint.save(run / "checkpoint.pt", state)
+    with pytest.raises(CheckpointError) as info:
+        finetune(config, train, run, log=lambda _: None)
+    message = str(info.value)
+    assert str(run / "checkpoint.pt") in message
+    assert "lr: 0.5 then, 0.001 now" in message and "crop_size: 96 then, 128 now" in message
+    # where it runs and on how many threads does not change what a run computes
+    assert "device" not in message and "threads" not in message
+    assert isinstance(info.value, HemaviewError) and isinstance(info.value, ValueError)
+    # the same settings on other photos: which photos differ
+    state["config"] = to_jsonable(config)
+    state["train_names"] = ["IDRiD_01", "IDRiD_02", "IDRiD_17"]
+    with pytest.raises(CheckpointError, match=r"only then: IDRiD_17; only now: IDRiD_05"):
+        checkpoint.refuse_other_run(
+            run / "checkpoint.pt",
+            state,
+            to_jsonable(config),
+            checkpoint.FINETUNE,
+            train_names=names,
+        )
+    # the run that wrote it resumes
+    checkpoint.refuse_other_run(
+        run / "checkpoint.pt",
+        {**state, "train_names": names},
+        to_jsonable(dataclasses.replace(config, device="auto", threads=2)),
+        checkpoint.FINETUNE,
+        train_names=names,
+    )
+
+
+def test_progress_off_a_terminal_is_one_line_per_update() -> None:
+    import io
+
+    from training.runtime import progress, reporter
+
+    stream = io.StringIO()
+    with progress(None, "photos", "preprocessing", stream=stream) as bar:
+        report = reporter(bar)
+        for done in range(1, 4):
+            report(done, 3)
+    text = stream.getvalue()
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert lines and all(line.startswith("preprocessing") for line in lines)
+    assert "3/3" in lines[-1]
 
 
 def test_evaluation_during_training_and_early_stop(data: LabelledSet, tmp_path: Path) -> None:

@@ -25,17 +25,8 @@ from inference.contract import PreprocessRecipe
 from training.augment import augment_pair, moco_views
 from training.moco import MoCo, SplitBatchNorm2d, info_nce
 from training.model import HemaviewNet, ModelConfig
-from training.pretrain import (
-    CHECKPOINT,
-    LOG_FILE,
-    PretrainConfig,
-    WeightKeysError,
-    list_photos,
-    load_encoder_weights,
-    load_imagenet_weights,
-    load_pool,
-    pretrain,
-)
+from training.pretrain import CHECKPOINT, LOG_FILE, PretrainConfig, list_photos, load_pool, pretrain
+from training.weights import WeightKeysError, load_encoder_weights, load_imagenet_weights
 
 REPO = Path(__file__).resolve().parent.parent
 # Any folder of fundus photos pretrains; the tests' own IDRiD photos serve as the pool.

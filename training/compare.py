@@ -49,7 +49,7 @@ from training.data import (
     scan_idrid,
     split_for_fold,
 )
-from training.finetune import FinetuneConfig, Progress, finetune, predict_logits
+from training.finetune import FinetuneConfig, finetune, predict_logits
 from training.metrics import (
     Calibration,
     EvalPhoto,
@@ -59,7 +59,7 @@ from training.metrics import (
     evaluate,
     fit_platt,
 )
-from training.runtime import format_duration, resolve_device
+from training.runtime import format_duration, progress, reporter, resolve_device
 
 MODES = {"seg": False, "segrec": True}  # name -> reconstruction on
 MODE_LABELS = {"seg": "segmentation only", "segrec": "segmentation + reconstruction"}
@@ -363,26 +363,10 @@ def run_config(
         )
         train_s += run.wall_s
         t1 = time.perf_counter()
-        bar = Progress(len(todo), "photos", f"{spec.name}: fold {k + 1} predicting ")
-        for i, sample in enumerate(todo):
-            logits = predict_logits(
-                run.net, sample.image, device, window=ft_config.eval_window
-            )
-            if sample.evaluable:
-                # the same photo through another camera, as the clinic would preprocess it
-                image, geometry, _ = other_camera_photo(
-                    sample, data.recipe, camera_position(data, sample)
-                )
-                camera = predict_logits(
-                    run.net, image, device, window=ft_config.eval_window
-                )
-                _save_logits(oof_path(folder, sample.name, "oof-camera"), camera)
-                atomic_write_text(
-                    oof_path(folder, sample.name, "oof-camera").with_suffix(".json"),
-                    json.dumps(geometry.to_dict()),
-                )
-            _save_logits(oof_path(folder, sample.name), logits)  # last: marks the photo done
-            bar.update(i + 1)
+        with progress(len(todo), "photos", f"{spec.name}: fold {k + 1} predicting") as bar:
+            for sample in todo:
+                _predict_held_out(run.net, sample, data, folder, device, ft_config.eval_window)
+                bar.update(1)
         predict_s += time.perf_counter() - t1
     evaluable = [s for s in data.samples if s.evaluable]
     oof = {s.name: np.load(oof_path(folder, s.name)).astype(np.float32) for s in evaluable}
@@ -426,6 +410,23 @@ def run_config(
         f"lesion sensitivity {result.lesion_sensitivity:.3f}, FP/photo {result.fp_per_photo:.1f}"
     )
     return run_result
+
+
+def _predict_held_out(
+    net: Any, sample: Sample, data: LabelledSet, folder: Path, device: torch.device, window: int
+) -> None:
+    """A held-out photo's out-of-fold logits, as taken and through another camera."""
+    logits = predict_logits(net, sample.image, device, window=window)
+    if sample.evaluable:
+        # the same photo through another camera, as the clinic would preprocess it
+        image, geometry, _ = other_camera_photo(sample, data.recipe, camera_position(data, sample))
+        camera = predict_logits(net, image, device, window=window)
+        _save_logits(oof_path(folder, sample.name, "oof-camera"), camera)
+        atomic_write_text(
+            oof_path(folder, sample.name, "oof-camera").with_suffix(".json"),
+            json.dumps(geometry.to_dict()),
+        )
+    _save_logits(oof_path(folder, sample.name), logits)  # last: marks the photo done
 
 
 def _curve_snapshot(
@@ -526,10 +527,8 @@ def calibrate_and_evaluate(
         for s in samples
         if s.mask_path is not None
     ]
-    bar = Progress(2 * len(photos), "passes", "evaluating at full resolution ")
-    result = evaluate(
-        photos, None, min_area_px=min_area_px, progress=lambda done, _: bar.update(done)
-    )
+    with progress(2 * len(photos), "passes", "evaluating at full resolution") as bar:
+        result = evaluate(photos, None, min_area_px=min_area_px, progress=reporter(bar))
     return calibration, result
 
 
@@ -695,25 +694,20 @@ class CompareOutcome:
 
 def load_data(config: CompareConfig, scale: Scale) -> LabelledSet:
     recipe = PreprocessRecipe(working_size=scale.working_size)
-    bar = Progress(0, "photos", "preprocessing ")
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done)
-
     data_dir = Path(config.data_dir) if config.data_dir else None
     names = None
     if config.photos:
         names = [r.name for r in scan_idrid(data_dir or default_data_dir())][: config.photos]
-    data = load_labelled_set(
-        data_dir,
-        recipe,
-        names=names,
-        cache_dir=Path(config.cache_dir) if config.cache_dir else None,
-        label_dirs=[Path(p) for p in config.labels],
-        label_photo_dir=Path(config.label_photos) if config.label_photos else None,
-        progress=progress,
-    )
+    with progress(None, "photos", "preprocessing") as bar:
+        data = load_labelled_set(
+            data_dir,
+            recipe,
+            names=names,
+            cache_dir=Path(config.cache_dir) if config.cache_dir else None,
+            label_dirs=[Path(p) for p in config.labels],
+            label_photo_dir=Path(config.label_photos) if config.label_photos else None,
+            progress=reporter(bar),
+        )
     if names is not None:
         data.notes.append(f"limited to the first {len(names)} IDRiD photos (smoke run)")
     return data

@@ -12,8 +12,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import math
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -25,31 +25,24 @@ import torch
 
 from inference.atomic import atomic_write_bytes, atomic_write_text
 from inference.contract import PreprocessRecipe
-from inference.errors import HemaviewError
+from training import checkpoint
 from training.augment import PAIR_AUGMENT, augment_pair
 from training.camera_data import CameraVersion, add_camera_versions
+from training.checkpoint import FINETUNE, CheckpointError
 from training.configs import to_jsonable
 from training.data import Sample, default_cache_dir
 from training.losses import LossWeights, total_loss
 from training.metrics import PRHistogram
 from training.model import HemaviewNet, ModelConfig, normalise
-from training.runtime import (
-    autocast,
-    format_duration,
-    memory_format,
-    precision_note,
-    resolve_device,
-)
+from training.runtime import autocast, memory_format, precision_note, progress, resolve_device
+from training.weights import build_net
 
-CHECKPOINT_KIND = "hemaview-finetune"
-CHECKPOINT_VERSION = 1
 INITS = ("random", "moco", "imagenet")
+CHECKPOINT_FILE = "checkpoint.pt"
 # The patch handed to augment_pair is cut around a lesion with room to rotate; asking for
 # crops almost wholly inside it keeps the lesion in the crop (augment_pair draws crop centres
 # over the whole valid area it is given).
 LESION_PATCH_AUGMENT = dataclasses.replace(PAIR_AUGMENT, min_inside=0.9)
-# Fields that may change between a run and its resumption without changing what it computes.
-RESUME_FREE_FIELDS = frozenset({"device", "threads", "eval_every", "bf16"})
 
 
 def _help(default: Any, text: str) -> Any:
@@ -151,29 +144,8 @@ class FinetuneConfig:
         return cls(**values)
 
 
-class CheckpointError(HemaviewError):
-    """A checkpoint cannot be read, or belongs to a different run."""
-
-
 # ----------------------------------------------------------------------------------------------
-# Building and initialising the network
-
-
-def build_net(config: FinetuneConfig, *, load_init: bool = True) -> HemaviewNet:
-    """The network with its initial weights (seeded; pretrained encoder when asked)."""
-    torch.manual_seed(config.seed)
-    net = HemaviewNet(config.model_config())
-    if load_init and config.init != "random":
-        weights = Path(config.init_weights)
-        if not weights.is_file():
-            raise FileNotFoundError(f"--init-weights {weights}: no such file")
-        from training import pretrain  # imported late: only these inits need it
-
-        if config.init == "moco":
-            pretrain.load_encoder_weights(net, weights)
-        else:
-            pretrain.load_imagenet_weights(net, weights)
-    return net
+# Optimisation
 
 
 def _optimizer(net: HemaviewNet, config: FinetuneConfig) -> torch.optim.Optimizer:
@@ -205,39 +177,12 @@ def _schedule(
 
 
 # ----------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    # atomic: an interrupted save must leave the previous epoch's checkpoint whole
-    atomic_write_bytes(path, buffer.getvalue())
+# Checkpoints and logs
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a fine-tuning checkpoint; CheckpointError says what is wrong with it."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, zip errors
-        raise CheckpointError(
-            f"{path}: the checkpoint is corrupt or truncated ({type(exc).__name__}: {exc}). "
-            "Delete it to start this run over, or point to another checkpoint."
-        ) from None
-    if not isinstance(state, dict) or state.get("kind") != CHECKPOINT_KIND:
-        raise CheckpointError(f"{path}: not a Hemaview fine-tuning checkpoint")
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint version {state.get('version')!r} is not "
-            f"{CHECKPOINT_VERSION}; it was written by another Hemaview"
-        )
-    missing = {"config", "model", "epoch", "step"} - set(state)
-    if missing:
-        raise CheckpointError(f"{path}: the checkpoint lacks {', '.join(sorted(missing))}")
-    return state
+    return checkpoint.load(path, FINETUNE)
 
 
 def net_from_checkpoint(path: Path) -> tuple[HemaviewNet, FinetuneConfig, dict[str, Any]]:
@@ -252,74 +197,6 @@ def net_from_checkpoint(path: Path) -> tuple[HemaviewNet, FinetuneConfig, dict[s
             f"{path}: the weights do not fit the configured network ({exc})"
         ) from None
     return net.eval(), config, state
-
-
-def _check_resumable(
-    path: Path, state: dict[str, Any], config: FinetuneConfig, names: list[str]
-) -> None:
-    saved, now = state["config"], to_jsonable(config)
-    changed = sorted(
-        k
-        for k in set(saved) | set(now)
-        if k not in RESUME_FREE_FIELDS and saved.get(k) != now.get(k)
-    )
-    if changed:
-        diff = ", ".join(f"{k}: {saved.get(k)!r} then, {now.get(k)!r} now" for k in changed)
-        raise CheckpointError(
-            f"{path} belongs to a run with another configuration ({diff}); "
-            "use another output folder, or delete it to start over"
-        )
-    if state.get("train_names") != names:
-        raise CheckpointError(
-            f"{path} was trained on other photos than this run's; use another "
-            "output folder, or delete it to start over"
-        )
-
-
-# ----------------------------------------------------------------------------------------------
-# Progress and logs
-
-
-class Progress:
-    """One readable line per update, with the rate and the time left; redrawn on a terminal."""
-
-    def __init__(
-        self,
-        total: int,
-        unit: str,
-        label: str = "",
-        stream: TextIO | None = None,
-        every_s: float = 5.0,
-        done: int = 0,
-    ):
-        self.total, self.unit, self.label = total, unit, label
-        self.stream = stream or sys.stderr
-        self.every_s = every_s
-        self.start_done = done
-        self.done = done
-        self.t0 = time.perf_counter()
-        self.last = -math.inf
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-
-    def update(self, done: int, extra: str = "", force: bool = False) -> None:
-        self.done = done
-        now = time.perf_counter()
-        if not force and now - self.last < self.every_s and done < self.total:
-            return
-        self.last = now
-        elapsed = now - self.t0
-        rate = (done - self.start_done) / elapsed if elapsed > 0 else 0.0
-        left = (self.total - done) / rate if rate > 0 else math.inf
-        eta = format_duration(left) if math.isfinite(left) else "?"
-        line = (
-            f"{self.label}{done}/{self.total} {self.unit} {rate:.2f} {self.unit}/s "
-            f"{format_duration(elapsed)} elapsed, {eta} left {extra}"
-        ).rstrip()
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + line + ("\n" if done >= self.total else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
 
 
 def write_log(out_dir: Path, history: list[dict[str, Any]]) -> None:
@@ -577,154 +454,219 @@ def finetune(
     out_dir.mkdir(parents=True, exist_ok=True)
     if config.threads > 0:
         torch.set_num_threads(config.threads)
+    run = _open_run(config, out_dir / CHECKPOINT_FILE, sorted(s.name for s in train), log)
+    if run.finished:
+        return run.result(out_dir)
+    sampler = PatchSampler(train, config, run.device, _cameras(config, train, cache_dir, log))
+    atomic_write_text(out_dir / "config.json", _json(to_jsonable(config)))
+    with progress(
+        config.total_steps, "steps", "fine-tune", stream=progress_stream, done=run.step
+    ) as bar:
+        run.net.train()
+        while not run.finished:
+            row = _train_epoch(run, sampler, bar)
+            if val and config.eval_every and run.epoch % config.eval_every == 0:
+                _evaluate(run, val, row, log)
+            run.history.append(row)
+            run.stopped = bool(config.early_stop and run.best["bad"] >= config.early_stop)
+            finishing = run.stopped or run.epoch == config.epochs
+            if finishing and config.early_stop and run.best["model"] is not None:
+                _keep_best(run, log)
+            checkpoint.save(out_dir / CHECKPOINT_FILE, _checkpoint_state(run, finishing))
+            write_log(out_dir, run.history)
+            if on_epoch is not None:
+                on_epoch(run.epoch, run.net)
+                run.net.train()
+            if run.stopped:
+                log(
+                    f"early stop after epoch {run.epoch}: no improvement in "
+                    f"{config.early_stop} evaluations"
+                )
+    return run.result(out_dir)
+
+
+@dataclass
+class _Run:
+    """A run between steps: the network, its optimiser and everything a checkpoint keeps."""
+
+    config: FinetuneConfig
+    device: torch.device
+    names: list[str]  # the training photos, sorted
+    net: HemaviewNet
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epoch: int = 0
+    step: int = 0
+    wall: float = 0.0  # training seconds, summed over resumptions
+    # the best validated weights so far, for early stopping ("bad": evaluations since)
+    best: dict[str, Any] = field(
+        default_factory=lambda: {"score": -math.inf, "epoch": 0, "model": None, "bad": 0}
+    )
+    stopped: bool = False  # stopped early
+
+    @property
+    def finished(self) -> bool:
+        return self.stopped or self.epoch >= self.config.epochs
+
+    @property
+    def layout(self) -> torch.memory_format:
+        return memory_format(self.device, self.config.bf16)
+
+    def result(self, out_dir: Path) -> FinetuneResult:
+        return FinetuneResult(
+            self.net.eval(), self.config, self.history, self.wall, out_dir, self.names
+        )
+
+
+def _open_run(
+    config: FinetuneConfig, path: Path, names: list[str], log: Callable[[str], None]
+) -> _Run:
+    """A new run, or the one whose checkpoint is at `path` (refused when it is another's)."""
     device = resolve_device(config.device)
-    names = sorted(s.name for s in train)
-    ckpt_path = out_dir / "checkpoint.pt"
     state: dict[str, Any] | None = None
-    if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        _check_resumable(ckpt_path, state, config, names)
+    if path.exists():
+        state = load_checkpoint(path)
+        checkpoint.refuse_other_run(path, state, to_jsonable(config), FINETUNE, train_names=names)
     layout = memory_format(device, config.bf16)
     net = build_net(config, load_init=state is None).to(device).to(memory_format=layout)
     log(f"precision: {precision_note(device, config.bf16)}")
     optimizer = _optimizer(net, config)
-    schedule = _schedule(optimizer, config)
-    history: list[dict[str, Any]] = []
-    epoch, step, wall = 0, 0, 0.0
-    best: dict[str, Any] = {"score": -math.inf, "epoch": 0, "model": None, "bad": 0}
+    run = _Run(config, device, names, net, optimizer, _schedule(optimizer, config))
     if state is not None:
         net.load_state_dict(state["model"])
         if state.get("optimizer") is not None:  # a finished run keeps none
             optimizer.load_state_dict(state["optimizer"])
-            schedule.load_state_dict(state["scheduler"])
-        history, epoch, step = list(state["history"]), int(state["epoch"]), int(state["step"])
-        wall = float(state.get("wall_s", 0.0))
-        best = dict(state.get("best") or best)
-        if epoch < config.epochs and not state.get("stopped_early"):
-            log(f"resuming {out_dir} from epoch {epoch} (step {step})")
-    stopped = bool(state and state.get("stopped_early"))
-    if epoch >= config.epochs or stopped:
-        net.eval()
-        return FinetuneResult(net, config, history, wall, out_dir, names)
+            run.schedule.load_state_dict(state["scheduler"])
+        run.history, run.epoch = list(state["history"]), int(state["epoch"])
+        run.step, run.wall = int(state["step"]), float(state.get("wall_s", 0.0))
+        run.best = dict(state.get("best") or run.best)
+        run.stopped = bool(state.get("stopped_early"))
+        if not run.finished:
+            log(f"resuming {path.parent} from epoch {run.epoch} (step {run.step})")
+    return run
 
-    cameras = None
-    if config.camera_versions:
-        recipe = PreprocessRecipe(working_size=config.working_size)
-        cameras = add_camera_versions(
-            train,
-            recipe,
-            config.camera_versions,
-            cache_dir or default_cache_dir(),
-            seed=config.camera_seed,
-        )
-        log(f"other cameras: {config.camera_versions} versions of each of {len(cameras)} photos")
-    sampler = PatchSampler(train, config, device, cameras)
-    weights = config.loss_weights()
-    progress = Progress(config.total_steps, "steps", "fine-tune ", progress_stream, done=step)
-    (out_dir / "config.json").write_text(_json(to_jsonable(config)))
-    net.train()
-    while epoch < config.epochs:
-        t_epoch = time.perf_counter()
-        # Per-epoch seeds: a run resumed at an epoch boundary draws what it would have drawn.
-        rng = np.random.default_rng([config.seed, epoch])
-        # augmentation draws its random numbers on the CPU: the same crops on CPU and GPU
-        generator = torch.Generator()
-        generator.manual_seed(config.seed * 100_003 + epoch)
-        sums: dict[str, float] = {}
-        for _ in range(config.steps_per_epoch):
-            images, masks, valid, annotated = sampler.batch(config.batch_size, rng, generator)
-            x = normalise(images, net.config).contiguous(memory_format=layout)  # (n, 3, c, c)
-            with autocast(device, config.bf16):
-                logits, recon = net(x)  # (n, 1, c, c), (n, 3, c, c) or None
-            # the loss in float32: bfloat16's 8-bit mantissa would blur a Dice over patches
-            logits = logits.float()
-            recon = recon.float() if recon is not None else None
-            loss, parts = total_loss(logits, recon, x, masks, valid, annotated, weights)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"the loss became {float(loss)} at step {step}; lower --lr"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            step += 1
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v
-            shown = " ".join(f"{k} {v:.4f}" for k, v in parts.items())
-            progress.update(step, f"[epoch {epoch + 1}/{config.epochs}] {shown}")
-        epoch += 1
-        seconds = time.perf_counter() - t_epoch
-        wall += seconds
-        row: dict[str, Any] = {
-            "epoch": epoch,
-            "step": step,
-            **{k: v / config.steps_per_epoch for k, v in sums.items()},
-            "lr": schedule.get_last_lr()[-1],
-            "patches_per_s": config.steps_per_epoch * config.batch_size / seconds,
-            "wall_s": wall,
-        }
-        if val and config.eval_every and epoch % config.eval_every == 0:
-            score = working_aupr(net, val, device, config)
-            row["val_aupr"] = score
-            log(f"epoch {epoch}: validation AUPR (working size) {score:.4f}")
-            if score > best["score"]:
-                best = {
-                    "score": score,
-                    "epoch": epoch,
-                    "bad": 0,
-                    "model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-                }
-            else:
-                best["bad"] = int(best["bad"]) + 1
-            net.train()
-        history.append(row)
-        stop = bool(config.early_stop and best["bad"] >= config.early_stop)
-        finishing = stop or epoch == config.epochs
-        if finishing and config.early_stop and best["model"] is not None:
-            net.load_state_dict(best["model"])  # finish on the best validated weights
-            log(
-                f"keeping the weights of epoch {best['epoch']} "
-                f"(validation AUPR {best['score']:.4f})"
-            )
-        save_checkpoint(
-            ckpt_path,
-            {
-                "kind": CHECKPOINT_KIND,
-                "version": CHECKPOINT_VERSION,
-                "config": to_jsonable(config),
-                "model_config": to_jsonable(net.config),
-                "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                # a finished run will not step again: its checkpoint keeps the weights only
-                # (a third of the size; a cross-validation keeps one per fold)
-                "optimizer": None if finishing else optimizer.state_dict(),
-                "scheduler": None if finishing else schedule.state_dict(),
-                "epoch": epoch,
-                "step": step,
-                "history": history,
-                "wall_s": wall,
-                "best": ({**best, "model": None} if finishing else best)
-                if config.early_stop
-                else None,
-                "stopped_early": stop,
-                "train_names": names,
-            },
-        )
-        write_log(out_dir, history)
-        if on_epoch is not None:
-            on_epoch(epoch, net)
-            net.train()
-        if stop:
-            log(
-                f"early stop after epoch {epoch}: no improvement in {config.early_stop} evaluations"
-            )
-            break
-    progress.update(step, "done", force=True)
-    net.eval()
-    return FinetuneResult(net, config, history, wall, out_dir, names)
+
+def _cameras(
+    config: FinetuneConfig,
+    train: Sequence[Sample],
+    cache_dir: Path | None,
+    log: Callable[[str], None],
+) -> Mapping[str, Sequence[CameraVersion]] | None:
+    """The other-camera versions of the training photos, when the run asks for them."""
+    if not config.camera_versions:
+        return None
+    cameras = add_camera_versions(
+        train,
+        PreprocessRecipe(working_size=config.working_size),
+        config.camera_versions,
+        cache_dir or default_cache_dir(),
+        seed=config.camera_seed,
+    )
+    log(f"other cameras: {config.camera_versions} versions of each of {len(cameras)} photos")
+    return cameras
+
+
+def _train_epoch(run: _Run, sampler: PatchSampler, bar: Any) -> dict[str, Any]:
+    """One epoch of steps; its row of the history (mean losses, rate, time so far)."""
+    config = run.config
+    t0 = time.perf_counter()
+    # Per-epoch seeds: a run resumed at an epoch boundary draws what it would have drawn.
+    rng = np.random.default_rng([config.seed, run.epoch])
+    # augmentation draws its random numbers on the CPU: the same crops on CPU and GPU
+    generator = torch.Generator()
+    generator.manual_seed(config.seed * 100_003 + run.epoch)
+    bar.set_description(f"fine-tune epoch {run.epoch + 1}/{config.epochs}", refresh=False)
+    sums: dict[str, float] = {}
+    for _ in range(config.steps_per_epoch):
+        parts = _train_step(run, sampler.batch(config.batch_size, rng, generator))
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + v
+        bar.set_postfix_str(" ".join(f"{k} {v:.4f}" for k, v in parts.items()), refresh=False)
+        bar.update(1)
+    run.epoch += 1
+    seconds = time.perf_counter() - t0
+    run.wall += seconds
+    return {
+        "epoch": run.epoch,
+        "step": run.step,
+        **{k: v / config.steps_per_epoch for k, v in sums.items()},
+        "lr": run.schedule.get_last_lr()[-1],
+        "patches_per_s": config.steps_per_epoch * config.batch_size / seconds,
+        "wall_s": run.wall,
+    }
+
+
+def _train_step(
+    run: _Run, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+) -> dict[str, float]:
+    """Forward under autocast, the loss in float32, backward, an optimiser step; the losses."""
+    images, masks, valid, annotated = batch
+    x = normalise(images, run.net.config).contiguous(memory_format=run.layout)  # (n, 3, c, c)
+    with autocast(run.device, run.config.bf16):
+        logits, recon = run.net(x)  # (n, 1, c, c), (n, 3, c, c) or None
+    # the loss in float32: bfloat16's 8-bit mantissa would blur a Dice over patches
+    logits = logits.float()
+    recon = recon.float() if recon is not None else None
+    weights = run.config.loss_weights()
+    loss, parts = total_loss(logits, recon, x, masks, valid, annotated, weights)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"the loss became {float(loss)} at step {run.step}; lower --lr")
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    run.schedule.step()
+    run.step += 1
+    return parts
+
+
+def _evaluate(
+    run: _Run, val: Sequence[Sample], row: dict[str, Any], log: Callable[[str], None]
+) -> None:
+    """Validation AUPR into the epoch's row; the best weights so far kept for early stopping."""
+    score = working_aupr(run.net, val, run.device, run.config)
+    row["val_aupr"] = score
+    log(f"epoch {run.epoch}: validation AUPR (working size) {score:.4f}")
+    if score > run.best["score"]:
+        weights = {k: v.detach().cpu().clone() for k, v in run.net.state_dict().items()}
+        run.best = {"score": score, "epoch": run.epoch, "bad": 0, "model": weights}
+    else:
+        run.best["bad"] = int(run.best["bad"]) + 1
+    run.net.train()
+
+
+def _keep_best(run: _Run, log: Callable[[str], None]) -> None:
+    """Finish on the best validated weights, not on the last epoch's."""
+    run.net.load_state_dict(run.best["model"])
+    log(
+        f"keeping the weights of epoch {run.best['epoch']} "
+        f"(validation AUPR {run.best['score']:.4f})"
+    )
+
+
+def _checkpoint_state(run: _Run, finishing: bool) -> dict[str, Any]:
+    """What checkpoint.pt holds after an epoch (training.checkpoint.FINETUNE)."""
+    best = None
+    if run.config.early_stop:
+        best = {**run.best, "model": None} if finishing else run.best
+    return {
+        **FINETUNE.stamp(),
+        "config": to_jsonable(run.config),
+        "model_config": to_jsonable(run.net.config),
+        "model": {k: v.detach().cpu() for k, v in run.net.state_dict().items()},
+        # a finished run will not step again: its checkpoint keeps the weights only
+        # (a third of the size; a cross-validation keeps one per fold)
+        "optimizer": None if finishing else run.optimizer.state_dict(),
+        "scheduler": None if finishing else run.schedule.state_dict(),
+        "epoch": run.epoch,
+        "step": run.step,
+        "history": run.history,
+        "wall_s": run.wall,
+        "best": best,
+        "stopped_early": run.stopped,
+        "train_names": run.names,
+    }
 
 
 def _json(value: Any) -> str:
-    import json
-
     return json.dumps(value, indent=2, sort_keys=True) + "\n"

@@ -7,8 +7,9 @@ and held in memory as uint8 (on the GPU when it fits), so a step's data work is 
 the batched augmentations of training.augment, measured against the training step in the log.
 
 Each epoch ends with a checkpoint (config, step, model with its queue, optimizer, RNG state);
-rerunning with the same out dir resumes from it. The result is `encoder.pt`: the query
-encoder's smp-encoder state dict, loaded into HemaviewNet by `load_encoder_weights`.
+rerunning with the same out dir resumes from it (`training.checkpoint`). The result is
+`encoder.pt`: the query encoder's smp-encoder state dict, loaded into HemaviewNet by
+`training.weights.load_encoder_weights`.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TextIO
 
 import torch
 from torch import Tensor, nn
@@ -35,13 +35,15 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from inference.contract import PreprocessRecipe
 from inference.errors import NotFundusError
+from training import checkpoint
 from training.augment import MOCO_AUGMENT, moco_views
 from training.cache import load_preprocessed
+from training.checkpoint import PRETRAIN
 from training.configs import add_dataclass_args, dataclass_from_args, to_jsonable
 from training.data import IDRID_SOURCE, data_root
 from training.moco import MoCo, info_nce, top1
-from training.model import HemaviewNet, ModelConfig
-from training.runtime import autocast, memory_format, precision_note
+from training.model import ModelConfig
+from training.runtime import autocast, format_duration, memory_format, precision_note
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
@@ -60,21 +62,6 @@ LOG_COLUMNS = (
     "data_images_per_s",
     "step_images_per_s",
 )
-# Fields that may change between a run and its resumption; any other difference is refused.
-RESUMABLE = {
-    "epochs",
-    "workers",
-    "device",
-    "log_every",
-    "out_dir",
-    "cache_dir",
-    "data_on_device",
-    "amp",
-}
-
-
-class WeightKeysError(RuntimeError):
-    """A state dict's keys differ from what the receiving module expects."""
 
 
 @dataclass
@@ -247,50 +234,6 @@ def cosine_lr(config: PretrainConfig, step: int, total: int) -> float:
     return config.lr * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    # A crash while writing must leave the previous checkpoint whole.
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _check_resumable(saved: dict[str, Any], config: PretrainConfig) -> None:
-    now = to_jsonable(config)
-    changed = sorted(k for k in now if k not in RESUMABLE and saved.get(k) != now[k])
-    if changed:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)
-        raise ValueError(
-            f"the checkpoint in {config.out_dir} was made with other settings ({detail}); "
-            "use another --out-dir or the same settings"
-        )
-
-
-def _trim_log(path: Path, last_step: int) -> None:
-    """Drop log rows past the checkpoint (steps of an interrupted epoch are redone)."""
-    if not path.exists():
-        return
-    with path.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= last_step]
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, LOG_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _format_time(seconds: float) -> str:
-    seconds = int(seconds)
-    return (
-        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-        if seconds >= 3600
-        else f"{seconds // 60}m{seconds % 60:02d}s"
-    )
-
-
 def pretrain(config: PretrainConfig) -> Path:
     """Train MoCo v2 as configured, resuming from OUT_DIR's checkpoint; return encoder.pt."""
     # Absolute paths in the recorded config: it must say where the data came from.
@@ -312,91 +255,31 @@ def _pretrain(config: PretrainConfig, rt: _Runtime) -> Path:
     config.validate(rt.world)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cache_dir = Path(config.cache_dir) if config.cache_dir else out / "cache"
     recipe = PreprocessRecipe(working_size=config.working_size)
     lead = rt.rank == 0
     torch.manual_seed(config.seed)  # the same initial weights in every process
-
-    photos = list_photos(Path(config.data_dir), config.max_photos)
-    if lead:  # one process fills the cache, the others then read it
-        images, fov = load_pool(photos, recipe, cache_dir, config.workers, verbose=True)
-    _barrier(rt)
-    if not lead:
-        images, fov = load_pool(photos, recipe, cache_dir, config.workers)
-    pool_device = rt.device if config.data_on_device else torch.device("cpu")
-    images, fov = images.to(pool_device), fov.to(pool_device)  # (P, 3, S, S), (P, 1, S, S) uint8
-
-    local_batch = config.batch_size // rt.world
-    splits = config.bn_splits or (1 if rt.world > 1 else auto_bn_splits(local_batch))
-    layout = memory_format(rt.device, config.amp)
-    model = MoCo(
-        config.encoder, config.dim, config.queue_size, config.momentum, config.temperature, splits
-    ).to(rt.device)
-    model = model.to(memory_format=layout)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        params, lr=config.lr, momentum=config.sgd_momentum, weight_decay=config.weight_decay
-    )
-    step, start_epoch = 0, 0
-    ckpt_path = out / CHECKPOINT
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        _check_resumable(ckpt["config"], config)
-        model.load_state_dict(ckpt["model"])  # strict: the same MoCo, queue included
-        optimizer.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        step, start_epoch = int(ckpt["step"]), int(ckpt["epoch"]) + 1
-        if lead:
-            print(f"resuming from {ckpt_path}: epoch {start_epoch}, step {step}", flush=True)
-    log_path = out / LOG_FILE
-    if lead:
-        _trim_log(log_path, step)
-
+    images, fov = _photo_pool(config, rt, recipe)  # (P, 3, S, S), (P, 1, S, S) uint8
+    model, optimizer, splits = _moco(config, rt)
+    step, start_epoch = _resume(out / CHECKPOINT, config, model, optimizer, lead)
     net: nn.Module = model
     if rt.distributed:
         net = DistributedDataParallel(
             model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
         )
-    sampler: DistributedSampler[int] = DistributedSampler(
-        _Indices(len(images), config.repeats),
-        num_replicas=rt.world,
-        rank=rt.rank,
-        shuffle=True,
-        seed=config.seed,
-        drop_last=True,
-    )
-    loader = DataLoader(
-        _Indices(len(images), config.repeats),
-        batch_size=local_batch,
-        sampler=sampler,
-        drop_last=True,
-    )
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"{len(images)} photos x {config.repeats} repeats make no batch of {config.batch_size}"
-        )
-    total = steps_per_epoch * config.epochs
-    augment = replace(
-        MOCO_AUGMENT, scale=(float(config.crop_scale[0]), float(config.crop_scale[1]))
-    )
-    model_config = ModelConfig(encoder=config.encoder)
+    sampler, loader = _batches(len(images), config, rt)
+    total = len(loader) * config.epochs
+    views = _Views(config, rt.device)
     if lead:
         print(
             f"MoCo v2 {config.encoder}: {len(images)} photos at {config.working_size} px, "
             f"crops {config.crop_size} px, batch {config.batch_size} over {rt.world} process(es) "
-            f"on {rt.device}, BN groups per process {splits}, {steps_per_epoch} steps/epoch; "
+            f"on {rt.device}, BN groups per process {splits}, {len(loader)} steps/epoch; "
             f"{precision_note(rt.device, config.amp)}",
             flush=True,
         )
-    recent: deque[float] = deque(maxlen=50)
-    totals = {"data": 0.0, "step": 0.0, "steps": 0}
+    clock = _Clock(config.batch_size)
     net.train()
-    log_file = log_path.open("a", newline="") if lead else None
-    try:
-        writer = csv.DictWriter(log_file, LOG_COLUMNS) if log_file else None
-        if writer and log_file and log_file.tell() == 0:
-            writer.writeheader()
+    with _StepLog(out / LOG_FILE, step, config, total, lead) as step_log:
         for epoch in range(start_epoch, config.epochs):
             sampler.set_epoch(epoch)
             # Crops and shuffles come from (seed, epoch, rank): a resumed run redraws the same ones.
@@ -405,182 +288,305 @@ def _pretrain(config: PretrainConfig, rt: _Runtime) -> Path:
             )
             t0 = time.perf_counter()
             for batch_idx in loader:
-                idx = batch_idx.to(pool_device)  # (n,)
-                batch_images = images[idx].to(rt.device, non_blocking=True)  # (n, 3, S, S) uint8
-                batch_fov = fov[idx].to(rt.device, non_blocking=True)  # (n, 1, S, S) uint8
-                im_q, im_k = moco_views(
-                    batch_images, batch_fov, generator, config.crop_size, augment, model_config
-                )  # (n, 3, c, c) each
-                im_q = im_q.contiguous(memory_format=layout)
-                im_k = im_k.contiguous(memory_format=layout)
+                im_q, im_k = views(batch_idx, images, fov, generator)  # (n, 3, c, c) each
                 _sync(rt.device)
                 t1 = time.perf_counter()
                 lr = cosine_lr(config, step, total)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                with autocast(rt.device, config.amp):
-                    output = net(im_q, im_k, generator=generator)
-                loss = info_nce(output)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                stats = torch.stack([loss.detach(), top1(output)])  # (2,)
-                if rt.distributed:
-                    dist.all_reduce(stats)
-                    stats /= rt.world
-                loss_value, acc = stats.tolist()
+                loss, acc = _train_step(net, optimizer, im_q, im_k, generator, rt, config.amp)
                 t2 = time.perf_counter()
                 step += 1
-                if not math.isfinite(loss_value):
-                    raise FloatingPointError(f"the loss became {loss_value} at step {step}")
-                data_s, step_s = t1 - t0, t2 - t1
-                recent.append(t2 - t0)
-                if len(recent) > 1:  # the first step pays for allocator and kernel warm-up
-                    totals["data"] += data_s
-                    totals["step"] += step_s
-                    totals["steps"] += 1
-                if writer and log_file:
-                    writer.writerow(
-                        {
-                            "step": step,
-                            "epoch": epoch,
-                            "loss": f"{loss_value:.5f}",
-                            "top1": f"{acc:.4f}",
-                            "lr": f"{lr:.6g}",
-                            "images_per_s": f"{config.batch_size / (t2 - t0):.2f}",
-                            "data_s": f"{data_s:.5f}",
-                            "step_s": f"{step_s:.5f}",
-                            "data_images_per_s": f"{config.batch_size / max(data_s, 1e-9):.2f}",
-                            "step_images_per_s": f"{config.batch_size / max(step_s, 1e-9):.2f}",
-                        }
-                    )
-                if lead and (step % config.log_every == 0 or step == total):
-                    mean = sum(recent) / len(recent)
-                    if log_file:
-                        log_file.flush()
-                    print(
-                        f"epoch {epoch + 1}/{config.epochs} step {step}/{total} "
-                        f"loss {loss_value:.4f} "
-                        f"top1 {acc:.3f} lr {lr:.4g} | {config.batch_size / mean:.1f} img/s "
-                        f"(data {config.batch_size / max(data_s, 1e-9):.0f}, step "
-                        f"{config.batch_size / max(step_s, 1e-9):.0f} img/s) | "
-                        f"left {_format_time(mean * (total - step))}",
-                        flush=True,
-                    )
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"the loss became {loss} at step {step}")
+                clock.add(t1 - t0, t2 - t1)
+                step_log.row(step, epoch, loss, acc, lr, clock)
                 t0 = time.perf_counter()
             if lead:
-                _atomic_save(
-                    {
-                        "config": to_jsonable(config),
-                        "recipe": recipe.to_json(),
-                        "step": step,
-                        "epoch": epoch,
-                        "world_size": rt.world,
-                        "model": model.state_dict(),  # holds the queue and its pointer as buffers
-                        "optimizer": optimizer.state_dict(),
-                        "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state()},
-                    },
-                    ckpt_path,
+                _save_checkpoint(
+                    out / CHECKPOINT, config, rt, step, epoch, model, optimizer, generator
                 )
             _barrier(rt)
-    finally:
-        if log_file:
-            log_file.close()
-    if lead and totals["steps"]:
-        images_done = config.batch_size * totals["steps"]
-        print(
-            f"throughput: data {images_done / max(totals['data'], 1e-9):.1f} img/s, training step "
-            f"{images_done / max(totals['step'], 1e-9):.1f} img/s; data took "
-            f"{totals['data'] / (totals['data'] + totals['step']):.0%} of the time",
-            flush=True,
-        )
+    if lead and clock.steps:
+        print(clock.summary(), flush=True)
     path = out / ENCODER_FILE
     if lead:
-        _atomic_save(
-            {
-                "encoder": {
-                    k: v.detach().cpu() for k, v in model.encoder_q.encoder.state_dict().items()
-                },
-                "config": to_jsonable(config),
-                "encoder_name": config.encoder,
-                "recipe": recipe.to_json(),
-                "step": step,
-            },
-            path,
-        )
-        print(f"wrote {path}", flush=True)
+        _save_encoder(path, config, model, step)
     _barrier(rt)
     return path
 
 
-def check_keys(
-    missing: Iterable[str],
-    unexpected: Iterable[str],
-    *,
-    expected_missing: set[str],
-    expected_unexpected: set[str],
-    source: object,
-) -> None:
-    """Raise WeightKeysError unless the missing and unexpected key sets are exactly as expected."""
-    missing_set, unexpected_set = set(missing), set(unexpected)
-    if missing_set == expected_missing and unexpected_set == expected_unexpected:
-        return
-    parts = []
-    for label, got, want in (
-        ("missing", missing_set, expected_missing),
-        ("unexpected", unexpected_set, expected_unexpected),
-    ):
-        if got - want:
-            parts.append(f"{label} {sorted(got - want)[:8]}{' ...' if len(got - want) > 8 else ''}")
-        if want - got:
-            parts.append(f"expected {label} but matched {sorted(want - got)[:8]}")
-    raise WeightKeysError(f"{source}: the weights do not fit the encoder: " + "; ".join(parts))
+def _photo_pool(
+    config: PretrainConfig, rt: _Runtime, recipe: PreprocessRecipe
+) -> tuple[Tensor, Tensor]:
+    """The photos, preprocessed, where the steps read them: (P, 3, S, S), (P, 1, S, S) uint8."""
+    photos = list_photos(Path(config.data_dir), config.max_photos)
+    cache_dir = Path(config.cache_dir) if config.cache_dir else Path(config.out_dir) / "cache"
+    lead = rt.rank == 0
+    if lead:  # one process fills the cache, the others then read it
+        images, fov = load_pool(photos, recipe, cache_dir, config.workers, verbose=True)
+    _barrier(rt)
+    if not lead:
+        images, fov = load_pool(photos, recipe, cache_dir, config.workers)
+    pool_device = rt.device if config.data_on_device else torch.device("cpu")
+    return images.to(pool_device), fov.to(pool_device)
 
 
-def _load_into_encoder(
-    encoder: nn.Module, state: dict[str, Tensor], *, expected_unexpected: set[str], source: object
-) -> None:
-    own = set(encoder.state_dict())
-    # Check before loading, so a mismatch leaves the network untouched.
-    check_keys(
-        own - set(state),
-        set(state) - own,
-        expected_missing=set(),
-        expected_unexpected=expected_unexpected,
-        source=source,
+def _moco(config: PretrainConfig, rt: _Runtime) -> tuple[MoCo, torch.optim.Optimizer, int]:
+    """The MoCo model (seeded by the caller), its SGD optimiser and its BN groups per process."""
+    local_batch = config.batch_size // rt.world
+    splits = config.bn_splits or (1 if rt.world > 1 else auto_bn_splits(local_batch))
+    model = MoCo(
+        config.encoder, config.dim, config.queue_size, config.momentum, config.temperature, splits
+    ).to(rt.device)
+    model = model.to(memory_format=memory_format(rt.device, config.amp))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(
+        params, lr=config.lr, momentum=config.sgd_momentum, weight_decay=config.weight_decay
     )
-    # nn.Module's own method: smp's ResNetEncoder.load_state_dict silently drops fc.* and
-    # returns None, which would hide exactly the key sets we assert.
-    result = nn.Module.load_state_dict(encoder, state, strict=False)
-    check_keys(
-        result.missing_keys,
-        result.unexpected_keys,
-        expected_missing=set(),
-        expected_unexpected=expected_unexpected,
-        source=source,
+    return model, optimizer, splits
+
+
+def _resume(
+    path: Path,
+    config: PretrainConfig,
+    model: MoCo,
+    optimizer: torch.optim.Optimizer,
+    lead: bool,
+) -> tuple[int, int]:
+    """Load the checkpoint at `path` when there is one; the step and the epoch to start from."""
+    if not path.exists():
+        return 0, 0
+    state = checkpoint.load(path, PRETRAIN)
+    checkpoint.refuse_other_run(path, state, to_jsonable(config), PRETRAIN)
+    model.load_state_dict(state["model"])  # strict: the same MoCo, queue included
+    optimizer.load_state_dict(state["optimizer"])
+    # the DataLoader seeds each epoch's shuffle from torch's global generator
+    torch.set_rng_state(state["rng"]["torch"])
+    step, epoch = int(state["step"]), int(state["epoch"]) + 1
+    if lead:
+        print(f"resuming from {path}: epoch {epoch}, step {step}", flush=True)
+    return step, epoch
+
+
+def _batches(
+    photos: int, config: PretrainConfig, rt: _Runtime
+) -> tuple[DistributedSampler[int], DataLoader[int]]:
+    """Batches of photo indices for this process: every photo `repeats` times per epoch."""
+    sampler: DistributedSampler[int] = DistributedSampler(
+        _Indices(photos, config.repeats),
+        num_replicas=rt.world,
+        rank=rt.rank,
+        shuffle=True,
+        seed=config.seed,
+        drop_last=True,
     )
-
-
-def load_encoder_weights(net: HemaviewNet, path: Path | str) -> None:
-    """Load pretrain()'s encoder.pt into net.encoder; every key must match exactly."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if blob.get("encoder_name") != net.config.encoder:
-        raise WeightKeysError(
-            f"{path} holds a {blob.get('encoder_name')!r} encoder, the network has "
-            f"{net.config.encoder!r}"
+    loader = DataLoader(
+        _Indices(photos, config.repeats),
+        batch_size=config.batch_size // rt.world,
+        sampler=sampler,
+        drop_last=True,
+    )
+    if len(loader) == 0:
+        raise ValueError(
+            f"{photos} photos x {config.repeats} repeats make no batch of {config.batch_size}"
         )
-    _load_into_encoder(net.encoder, blob["encoder"], expected_unexpected=set(), source=path)
+    return sampler, loader
 
 
-def load_imagenet_weights(net: HemaviewNet, path: Path | str) -> None:
-    """Load a local torchvision ResNet state dict (e.g. resnet18-f37072fd.pth) into net.encoder.
+class _Views:
+    """A batch of photo indices -> the two augmented views of each, on the training device."""
 
-    The classifier (fc.*) is the only thing left over; nothing is ever downloaded.
-    """
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    _load_into_encoder(
-        net.encoder, state, expected_unexpected={"fc.weight", "fc.bias"}, source=path
+    def __init__(self, config: PretrainConfig, device: torch.device):
+        self.device, self.crop = device, config.crop_size
+        self.layout = memory_format(device, config.amp)
+        scale = (float(config.crop_scale[0]), float(config.crop_scale[1]))
+        self.augment = replace(MOCO_AUGMENT, scale=scale)
+        self.model_config = ModelConfig(encoder=config.encoder)
+
+    def __call__(
+        self, batch_idx: Tensor, images: Tensor, fov: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
+        idx = batch_idx.to(images.device)  # (n,)
+        batch_images = images[idx].to(self.device, non_blocking=True)  # (n, 3, S, S) uint8
+        batch_fov = fov[idx].to(self.device, non_blocking=True)  # (n, 1, S, S) uint8
+        im_q, im_k = moco_views(
+            batch_images, batch_fov, generator, self.crop, self.augment, self.model_config
+        )  # (n, 3, c, c) each
+        im_q = im_q.contiguous(memory_format=self.layout)
+        im_k = im_k.contiguous(memory_format=self.layout)
+        return im_q, im_k
+
+
+def _train_step(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    im_q: Tensor,
+    im_k: Tensor,
+    generator: torch.Generator,
+    rt: _Runtime,
+    amp: bool,
+) -> tuple[float, float]:
+    """Forward under autocast (InfoNCE in float32), backward, an SGD step; loss and top-1,
+    averaged over the processes."""
+    with autocast(rt.device, amp):
+        output = net(im_q, im_k, generator=generator)
+    loss = info_nce(output)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    stats = torch.stack([loss.detach(), top1(output)])  # (2,)
+    if rt.distributed:
+        dist.all_reduce(stats)
+        stats /= rt.world
+    loss_value, acc = stats.tolist()
+    return loss_value, acc
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _Clock:
+    """Where the time goes: data (views) against training steps, in images per second."""
+
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+        self.recent: deque[float] = deque(maxlen=50)  # seconds per step, for the time left
+        self.data_s, self.step_s, self.steps = 0.0, 0.0, 0
+        self.last = (0.0, 0.0)
+
+    def add(self, data_s: float, step_s: float) -> None:
+        self.last = (data_s, step_s)
+        self.recent.append(data_s + step_s)
+        if len(self.recent) > 1:  # the first step pays for allocator and kernel warm-up
+            self.data_s += data_s
+            self.step_s += step_s
+            self.steps += 1
+
+    def rate(self, seconds: float) -> float:
+        return self.batch_size / max(seconds, 1e-9)
+
+    @property
+    def mean_s(self) -> float:
+        return sum(self.recent) / len(self.recent)
+
+    def summary(self) -> str:
+        images = self.batch_size * self.steps
+        return (
+            f"throughput: data {images / max(self.data_s, 1e-9):.1f} img/s, training step "
+            f"{images / max(self.step_s, 1e-9):.1f} img/s; data took "
+            f"{self.data_s / (self.data_s + self.step_s):.0%} of the time"
+        )
+
+
+class _StepLog:
+    """pretrain_log.csv, a row per step (lead process only), and a line on stdout every
+    `log_every` steps. Rows past the checkpoint are dropped first: those steps are redone."""
+
+    def __init__(self, path: Path, step: int, config: PretrainConfig, total: int, lead: bool):
+        self.path, self.first_step, self.config, self.total = path, step, config, total
+        self.lead = lead
+        self.file: TextIO | None = None
+        self.writer: csv.DictWriter[str] | None = None
+
+    def __enter__(self) -> _StepLog:
+        if self.lead:
+            _trim_log(self.path, self.first_step)
+            self.file = self.path.open("a", newline="")
+            self.writer = csv.DictWriter(self.file, LOG_COLUMNS)
+            if self.file.tell() == 0:
+                self.writer.writeheader()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file:
+            self.file.close()
+
+    def row(self, step: int, epoch: int, loss: float, acc: float, lr: float, clock: _Clock) -> None:
+        if self.writer is None or self.file is None:
+            return
+        data_s, step_s = clock.last
+        self.writer.writerow(
+            {
+                "step": step,
+                "epoch": epoch,
+                "loss": f"{loss:.5f}",
+                "top1": f"{acc:.4f}",
+                "lr": f"{lr:.6g}",
+                "images_per_s": f"{clock.batch_size / (data_s + step_s):.2f}",
+                "data_s": f"{data_s:.5f}",
+                "step_s": f"{step_s:.5f}",
+                "data_images_per_s": f"{clock.rate(data_s):.2f}",
+                "step_images_per_s": f"{clock.rate(step_s):.2f}",
+            }
+        )
+        if step % self.config.log_every == 0 or step == self.total:
+            self.file.flush()
+            print(
+                f"epoch {epoch + 1}/{self.config.epochs} step {step}/{self.total} "
+                f"loss {loss:.4f} top1 {acc:.3f} lr {lr:.4g} | "
+                f"{clock.rate(clock.mean_s):.1f} img/s "
+                f"(data {clock.rate(data_s):.0f}, step {clock.rate(step_s):.0f} img/s) | "
+                f"left {format_duration(clock.mean_s * (self.total - step))}",
+                flush=True,
+            )
+
+
+def _trim_log(path: Path, last_step: int) -> None:
+    """Drop log rows past the checkpoint (steps of an interrupted epoch are redone)."""
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= last_step]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, LOG_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _save_checkpoint(
+    path: Path,
+    config: PretrainConfig,
+    rt: _Runtime,
+    step: int,
+    epoch: int,
+    model: MoCo,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+) -> None:
+    """checkpoint.pt after an epoch (training.checkpoint.PRETRAIN)."""
+    checkpoint.save(
+        path,
+        {
+            "config": to_jsonable(config),
+            "recipe": PreprocessRecipe(working_size=config.working_size).to_json(),
+            "step": step,
+            "epoch": epoch,
+            "world_size": rt.world,
+            "model": model.state_dict(),  # holds the queue and its pointer as buffers
+            "optimizer": optimizer.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state()},
+        },
     )
+
+
+def _save_encoder(path: Path, config: PretrainConfig, model: MoCo, step: int) -> None:
+    """encoder.pt: the query encoder's smp state dict, for training.weights.load_encoder_weights."""
+    checkpoint.save(
+        path,
+        {
+            "encoder": {
+                k: v.detach().cpu() for k, v in model.encoder_q.encoder.state_dict().items()
+            },
+            "config": to_jsonable(config),
+            "encoder_name": config.encoder,
+            "recipe": PreprocessRecipe(working_size=config.working_size).to_json(),
+            "step": step,
+        },
+    )
+    print(f"wrote {path}", flush=True)
 
 
 def pretrain_main(argv: list[str]) -> int:

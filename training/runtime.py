@@ -1,4 +1,5 @@
-"""Where training runs and in what precision: the device, bfloat16 autocast, memory format.
+"""Where training runs and in what precision (the device, bfloat16 autocast, memory format),
+and how it reports its progress (bars, durations).
 
 bfloat16 autocast pays on CUDA and on CPUs with bfloat16 units (AMX-BF16 or AVX512-BF16,
 Sapphire Rapids and later): measured on this project's CPU, one U-Net training step ran 2.1
@@ -11,10 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
+from tqdm import tqdm
 
 
 def resolve_device(name: str) -> torch.device:
@@ -85,3 +89,47 @@ def format_duration(seconds: float) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def progress(
+    total: int | None, unit: str, label: str, *, stream: TextIO | None = None, done: int = 0
+) -> Any:
+    """A tqdm bar on `stream` (stderr): redrawn in place on a terminal; elsewhere (a log file,
+    a pipe) a line of its own every few seconds, so a log reads as a history of the run."""
+    stream = stream or sys.stderr
+    tty = bool(getattr(stream, "isatty", lambda: False)())
+    return tqdm(
+        total=total,
+        initial=done,
+        unit=unit,
+        desc=label,
+        file=stream if tty else _Lines(stream),
+        mininterval=0.5 if tty else 5.0,
+        dynamic_ncols=tty,
+    )
+
+
+def reporter(bar: Any) -> Callable[[int, int], None]:
+    """The `progress(done, total)` callback that evaluation and data loading call, moving `bar`."""
+
+    def report(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return report
+
+
+class _Lines:
+    """tqdm redraws its line with a carriage return, which a log file keeps as one line that
+    grows for hours; off a terminal each redraw becomes a line of its own."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").rstrip()
+        if line:
+            self.stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()

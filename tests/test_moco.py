@@ -325,3 +325,63 @@ def test_augment_pair_keeps_image_mask_and_valid_aligned():
     twice = augment_pair(images, lesions, valid, 9, CROP)
     assert all(torch.equal(a, b) for a, b in zip(again, twice, strict=True))
     assert not torch.equal(again[1], out_masks)
+
+
+# ----------------------------------------------------------------------------------------------
+# The pretraining a comparison asks for
+
+
+def test_compare_builds_its_pretraining_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import argparse
+
+    from training import compare
+    from training.configs import add_dataclass_args, dataclass_from_args
+
+    folder = tmp_path / "pretrain"
+    config = compare.CompareConfig(device="cpu", seed=3, pretrain_args="--epochs 2 --no-amp")
+    built = compare.pretrain_config(config, compare.SCALES["reduced"], folder)
+    assert isinstance(built, PretrainConfig)
+    assert (built.working_size, built.crop_size, built.batch_size) == (512, 128, 32)
+    assert (built.queue_size, built.lr, built.repeats, built.workers) == (1024, 0.00375, 1, 2)
+    assert (built.out_dir, built.device, built.seed) == (str(folder), "cpu", 3)
+    assert built.epochs == 2 and built.amp is False  # --pretrain-args come last and win
+    assert built.temperature == PretrainConfig().temperature  # the rest keep their defaults
+    built.validate()
+    # what `hemaview-train pretrain` made of the argument list compare used to pass
+    parser = argparse.ArgumentParser()
+    add_dataclass_args(parser, PretrainConfig)
+    old_argv = (
+        "--working-size 512 --crop-size 128 --batch-size 32 --queue-size 1024 --lr 0.00375 "
+        f"--repeats 1 --epochs 12 --workers 2 --out-dir {folder} --device cpu --seed 3 "
+        "--epochs 2 --no-amp"
+    ).split()
+    assert built == dataclass_from_args(PretrainConfig, parser.parse_args(old_argv))
+    full = compare.pretrain_config(compare.CompareConfig(), compare.SCALES["full"], folder)
+    assert (full.working_size, full.epochs, full.batch_size, full.crop_size) == (
+        1024,
+        100,
+        128,
+        224,
+    )
+    with pytest.raises(ValueError, match=r"--pretrain-args: .*--no-such-option"):
+        compare.pretrain_config(
+            compare.CompareConfig(pretrain_args="--no-such-option 1"),
+            compare.SCALES["reduced"],
+            folder,
+        )
+
+    # ensure_moco_encoder hands that config to pretraining, once
+    ran: list[PretrainConfig] = []
+
+    def fake_pretrain(given: PretrainConfig) -> Path:
+        ran.append(given)
+        path = Path(given.out_dir) / "encoder.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"encoder")
+        return path
+
+    monkeypatch.setattr(compare, "pretrain", fake_pretrain)
+    scale = compare.SCALES["reduced"]
+    assert compare.ensure_moco_encoder(config, scale, folder) == folder / "encoder.pt"
+    assert compare.ensure_moco_encoder(config, scale, folder) == folder / "encoder.pt"
+    assert ran == [built]

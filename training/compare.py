@@ -38,7 +38,12 @@ from inference.atomic import atomic_write_bytes, atomic_write_text
 from inference.contract import PreprocessRecipe
 from inference.preprocess import Geometry
 from training.camera_data import other_camera_photo
-from training.configs import add_dataclass_args, dataclass_from_args, to_jsonable
+from training.configs import (
+    add_dataclass_args,
+    dataclass_from_args,
+    replace_from_args,
+    to_jsonable,
+)
 from training.data import (
     REPO_ROOT,
     LabelledSet,
@@ -59,6 +64,7 @@ from training.metrics import (
     evaluate,
     fit_platt,
 )
+from training.pretrain import ENCODER_FILE, PretrainConfig, pretrain
 from training.runtime import format_duration, progress, reporter, resolve_device
 
 MODES = {"seg": False, "segrec": True}  # name -> reconstruction on
@@ -78,7 +84,8 @@ class Scale:
     steps_per_epoch: int
     lr: float
     eval_window: int
-    pretrain: tuple[str, ...]  # arguments for `hemaview-train pretrain` at this scale
+    # PretrainConfig fields for MoCo pretraining at this scale (the rest keep their defaults)
+    pretrain: dict[str, Any] = field(default_factory=dict)
     overridden: str = ""  # what the command line changed, for the report
 
     @property
@@ -110,11 +117,16 @@ SCALES = {
         eval_window=0,
         # MoCo at CPU size: 499 photos at 512 px, 128-px crops, batch 32 (lr scaled as MoCo v2's
         # 0.03 x batch / 256), one pass over the pool per epoch
-        pretrain=(
-            *("--working-size", "512", "--crop-size", "128", "--batch-size", "32"),
-            *("--queue-size", "1024", "--lr", "0.00375", "--repeats", "1", "--epochs", "12"),
-            *("--workers", "2"),
-        ),
+        pretrain={
+            "working_size": 512,
+            "crop_size": 128,
+            "batch_size": 32,
+            "queue_size": 1024,
+            "lr": 0.00375,
+            "repeats": 1,
+            "epochs": 12,
+            "workers": 2,
+        },
     ),
     # For one GPU: five folds at the clinic's working size. Not yet timed on a GPU.
     "full": Scale(
@@ -128,7 +140,7 @@ SCALES = {
         lr=1e-3,
         eval_window=0,
         # the MoCo v2 seed recipe (batch 128, 224-px crops) at the clinic's working size
-        pretrain=("--working-size", "1024", "--epochs", "100"),
+        pretrain={"working_size": 1024, "epochs": 100},
     ),
 }
 
@@ -248,6 +260,15 @@ def log(message: str) -> None:
 # MoCo encoder
 
 
+def pretrain_config(config: CompareConfig, scale: Scale, folder: Path) -> PretrainConfig:
+    """MoCo pretraining for this comparison: the scale's settings, into `folder`, on the
+    comparison's device and seed, then --pretrain-args over all of them."""
+    base = PretrainConfig(
+        **{**scale.pretrain, "out_dir": str(folder), "device": config.device, "seed": config.seed}
+    )
+    return replace_from_args(base, shlex.split(config.pretrain_args), prog="--pretrain-args")
+
+
 def ensure_moco_encoder(config: CompareConfig, scale: Scale, folder: Path) -> Path:
     """The MoCo encoder: the given file, or pretrain one into `folder` when it has none."""
     if config.moco_encoder:
@@ -255,26 +276,14 @@ def ensure_moco_encoder(config: CompareConfig, scale: Scale, folder: Path) -> Pa
         if not path.is_file():
             raise FileNotFoundError(f"--moco-encoder {path}: no such file")
         return path
-    path = folder / "encoder.pt"
+    path = folder / ENCODER_FILE
     if path.is_file():
         return path
     log(f"moco: no encoder.pt yet; pretraining first into {folder} ({scale.name} scale)")
-    from training.pretrain import pretrain_main
-
-    args = [
-        *scale.pretrain,
-        "--out-dir",
-        str(folder),
-        "--device",
-        config.device,
-        "--seed",
-        str(config.seed),
-        *shlex.split(config.pretrain_args),
-    ]
-    code = pretrain_main(args)
-    if code != 0 or not path.is_file():
-        raise RuntimeError(f"pretraining failed (exit {code}); {path} was not written")
-    return path
+    written = pretrain(pretrain_config(config, scale, folder))
+    if not written.is_file():
+        raise RuntimeError(f"pretraining failed; {written} was not written")
+    return written
 
 
 # ----------------------------------------------------------------------------------------------
@@ -440,9 +449,7 @@ def _curve_snapshot(
         step = epoch * config.steps_per_epoch
         for sample in test:
             if sample.evaluable:
-                logits = predict_logits(
-                    net, sample.image, device, window=config.eval_window
-                )
+                logits = predict_logits(net, sample.image, device, window=config.eval_window)
                 _save_logits(oof_path(folder, sample.name, f"curve/{step}"), logits)
 
     return snapshot

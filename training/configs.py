@@ -7,23 +7,28 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type[Any], prefix: str = "") -> None:
-    """One `--field-name` option per dataclass field, typed from its annotation."""
+def add_dataclass_args(
+    parser: argparse.ArgumentParser, cls: type[Any], prefix: str = "", defaults: Any = None
+) -> None:
+    """One `--field-name` option per dataclass field, typed from its annotation; the defaults
+    are the fields' own, or those of the instance `defaults`."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if not f.init or f.name.startswith("_"):
             continue
         kind = hints[f.name]
-        default = (
-            f.default
-            if f.default is not dataclasses.MISSING
-            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        )
+        if defaults is not None:
+            default = getattr(defaults, f.name)
+        elif f.default is not dataclasses.MISSING:
+            default = f.default
+        else:
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
         flag = "--" + prefix + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "") + f" (default: {default})"
         origin = typing.get_origin(kind)
@@ -62,6 +67,20 @@ def dataclass_from_args(cls: type[T], args: argparse.Namespace, prefix: str = ""
                 value = tuple(value)
             values[f.name] = value
     return cls(**values)
+
+
+def replace_from_args(config: T, argv: Sequence[str], prog: str) -> T:
+    """`config` with the options in `argv` (its flags, as on the command line) applied over it;
+    a ValueError names an option that is not one of them."""
+    parser = _RaisingParser(prog=prog, add_help=False)
+    add_dataclass_args(parser, type(config), defaults=config)
+    return dataclass_from_args(type(config), parser.parse_args(list(argv)))
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    # Options parsed inside a run (not from its own command line) must not exit the process.
+    def error(self, message: str) -> typing.NoReturn:
+        raise ValueError(f"{self.prog}: {message}")
 
 
 def to_jsonable(config: Any) -> dict[str, Any]:

@@ -779,8 +779,10 @@ def run_compare(config: CompareConfig) -> CompareOutcome:
     results: list[RunResult] = []
     for spec in specs:
         results.append(run_config(spec, data, folds, scale, config, weights[spec.init], out))
+        # after every configuration: a comparison of hours shows what it has so far
         write_report(results, skipped, out, scale, data, config)
-    write_report(results, skipped, out, scale, data, config)
+    if not specs:  # every configuration skipped: the report says why
+        write_report(results, skipped, out, scale, data, config)
     return CompareOutcome(results, skipped, folds, scale, data, out)
 
 

@@ -303,9 +303,7 @@ def _pretrain(config: PretrainConfig, rt: _Runtime) -> Path:
                 step_log.row(step, epoch, loss, acc, lr, clock)
                 t0 = time.perf_counter()
             if lead:
-                _save_checkpoint(
-                    out / CHECKPOINT, config, rt, step, epoch, model, optimizer, generator
-                )
+                _save_checkpoint(out / CHECKPOINT, config, rt, step, epoch, model, optimizer)
             _barrier(rt)
     if lead and clock.steps:
         print(clock.summary(), flush=True)
@@ -554,7 +552,6 @@ def _save_checkpoint(
     epoch: int,
     model: MoCo,
     optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
 ) -> None:
     """checkpoint.pt after an epoch (training.checkpoint.PRETRAIN)."""
     checkpoint.save(
@@ -567,7 +564,9 @@ def _save_checkpoint(
             "world_size": rt.world,
             "model": model.state_dict(),  # holds the queue and its pointer as buffers
             "optimizer": optimizer.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state()},
+            # torch's generator seeds the DataLoader's shuffles; the augmentation's own generator
+            # needs no saving, as each epoch seeds it afresh from (seed, epoch, rank)
+            "rng": {"torch": torch.get_rng_state()},
         },
     )
 

@@ -2,8 +2,10 @@
 
 This module is the one definition of the metadata keys. Training writes them at export,
 every backend reads them, and a model without them is refused with a message that names
-what is missing. The metadata is read with onnxruntime's `get_modelmeta()`, never by
-loading the graph.
+what is missing. The metadata is read from the file's `metadata_props` without building a
+session or loading the graph (inference.onnx_file), so a model is checked before any
+backend exists and the backend's session is the only one it gets; onnxruntime's
+`get_modelmeta()` reads the same values from that session.
 
 The model's SHA-256 is stored inside the file it describes, so it is defined over the file
 with that one value zeroed: `file_sha256()` below recomputes it, and a file whose content

@@ -1,15 +1,18 @@
-"""A model file opened and checked: its bytes, its contract, its verified SHA-256."""
+"""A model file opened and checked: its bytes, its contract, its verified SHA-256.
+
+Opening builds no onnxruntime session: the contract comes from the file's own metadata
+(inference.onnx_file), so the backend's session is the only one a model gets.
+"""
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from inference.contract import ModelContract, file_sha256
 from inference.errors import ModelContractError
-from inference.onnx_runtime import onnxruntime
+from inference.onnx_file import OnnxFormatError, read_summary
 from inference.resources import shipped_model_path
 
 
@@ -40,8 +43,14 @@ class ModelFile:
             raise ModelContractError(f"model file {model_path} cannot be read ({exc})") from None
         if not data:
             raise ModelContractError(f"model file {model_path} is empty")
-        meta, inputs, outputs = _read_metadata(data, model_path)
-        contract = ModelContract.from_metadata(meta, source=f"model {model_path.name}")
+        try:
+            summary = read_summary(data)
+        except OnnxFormatError as exc:
+            raise ModelContractError(
+                f"model {model_path.name} is not a valid ONNX file or is damaged ({exc})"
+            ) from None
+        inputs, outputs = summary.inputs, summary.outputs
+        contract = ModelContract.from_metadata(summary.metadata, source=f"model {model_path.name}")
         actual = file_sha256(data, contract.sha256)
         if actual != contract.sha256:
             raise ModelContractError(
@@ -60,31 +69,3 @@ class ModelFile:
                 f"that the graph lacks (it has {outputs})"
             )
         return cls(path=model_path, data=data, contract=contract)
-
-
-def _read_metadata(data: bytes, path: Path) -> tuple[dict[str, str], list[str], list[str]]:
-    """Metadata and I/O names via onnxruntime, without optimising or placing the graph."""
-    ort = onnxruntime()
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types for bad files
-        raise ModelContractError(
-            f"model {path.name} is not a valid ONNX file or is damaged ({_first_line(exc)})"
-        ) from None
-    meta = dict(session.get_modelmeta().custom_metadata_map)
-    inputs = [i.name for i in session.get_inputs()]
-    outputs = [o.name for o in session.get_outputs()]
-    return meta, inputs, outputs
-
-
-def _first_line(exc: BaseException) -> str:
-    """onnxruntime's message without its C++ source location and signature."""
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else type(exc).__name__
-    text = re.sub(r"\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
-    text = re.sub(r"\S*onnxruntime_src\S*\s+[^(]*\(.*\)\s*", "", text)
-    return text.strip()[:300] or type(exc).__name__

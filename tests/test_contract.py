@@ -165,3 +165,33 @@ def test_truncated_model_is_refused(model_path: Path, tmp_path: Path) -> None:
     path.write_bytes(model_path.read_bytes()[:1_000_000])
     with pytest.raises(ModelContractError, match=r"damaged|not a valid"):
         ModelFile.open(path)
+
+
+def test_one_onnxruntime_session_per_model(
+    model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The contract is read from the file itself: opening and checking a model builds no
+    session, and a segmenter builds exactly one, its backend's."""
+    from inference.onnx_runtime import onnxruntime
+
+    ort = onnxruntime()
+    built: list[object] = []
+    real = ort.InferenceSession
+
+    def counting(*args: object, **kwargs: object) -> object:
+        session = real(*args, **kwargs)
+        built.append(session)
+        return session
+
+    monkeypatch.setattr(ort, "InferenceSession", counting)
+    model = ModelFile.open(model_path)
+    assert built == []
+    segmenter = Segmenter.open(model_path, backend="cpu")
+    try:
+        session = segmenter.backend.session  # type: ignore[attr-defined]
+        assert built == [session]
+        # and what the file says is what onnxruntime reads from it
+        meta = dict(session.get_modelmeta().custom_metadata_map)
+        assert ModelContract.from_metadata(meta) == model.contract
+    finally:
+        segmenter.close()

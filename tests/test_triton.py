@@ -180,6 +180,7 @@ def test_the_stand_in_needs_only_numpy_and_onnxruntime(
     }
     assert imports <= {
         "json",
+        "os",
         "time",
         "pathlib",
         "numpy",

@@ -47,23 +47,23 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnxruntime.quantization import (
-    CalibrationDataReader,
-    CalibrationMethod,
-    QuantFormat,
-    QuantType,
-    quantize_static,
-)
 
 from inference.contract import ModelContract
 from inference.errors import ModelContractError, NotFundusError
 from inference.model_file import ModelFile
-from inference.onnx_runtime import onnxruntime
+from inference.onnx_runtime import onnxruntime, quantization, shape_inference
 from inference.preprocess import read_for_model
 from inference.segmenter import Segmenter
 from inference.system import physical_cores
 from training.metrics import EvalPhoto, evaluate
 from training.onnx_io import write_with_contract
+
+# onnxruntime's quantisation tools, through inference.onnx_runtime (its telemetry off)
+_ort_quantization: Any = quantization()
+CalibrationMethod = _ort_quantization.CalibrationMethod
+QuantFormat = _ort_quantization.QuantFormat
+QuantType = _ort_quantization.QuantType
+quantize_static = _ort_quantization.quantize_static
 
 #: The ship rule (see the module docstring).
 MAX_AUPR_DROP = 0.01
@@ -109,7 +109,7 @@ class QuantizeOptions:
             raise ValueError(f"activations must be one of {sorted(_TYPES)}")
 
 
-class PhotoCalibrationReader(CalibrationDataReader):  # type: ignore[misc]
+class PhotoCalibrationReader(_ort_quantization.CalibrationDataReader):  # type: ignore[misc]
     """Feeds real photos, preprocessed as the clinic does, as the model's uint8 NHWC input.
 
     Photos are read once and kept (a working-size image is a few MB); a photo that is not a
@@ -233,8 +233,7 @@ def quantize_model(
     The fp32 model must carry a valid contract (a file without one is refused with
     ModelContractError); the result is checked by opening it through `inference.Segmenter`.
     """
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
+    quant_pre_process = shape_inference().quant_pre_process
     options = options or QuantizeOptions()
     source = ModelFile.open(fp32_path)  # refuses a file without a valid contract
     contract = source.contract

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from inference.backends import Backend, create_backend
-from inference.backends.onnx_local import check_cuda
+from inference.backends.base import Backend, create_backend
 from inference.errors import HemaviewError
+from inference.local_devices import check_cuda
 from inference.model_choice import choose_model
 from inference.model_file import ModelFile
 from inference.photo_io import Photo, read_photo

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from inference.backends.base import register_backend
 from inference.errors import BackendError, ModelContractError
 from inference.local_devices import CudaCheck, bundled_cuda_status, check_cuda, runtime_summary
 from inference.model_file import ModelFile
@@ -24,6 +23,9 @@ __all__ = [
     "OnnxRuntimeBackend",
     "bundled_cuda_status",
     "check_cuda",
+    "cpu_backend",
+    "cuda_backend",
+    "local_backend",
     "runtime_summary",
 ]
 
@@ -102,16 +104,16 @@ class OnnxRuntimeBackend:
         self.session = None
 
 
-@register_backend("local")
-def _local(model: ModelFile, **options: Any) -> OnnxRuntimeBackend:
+# The factories inference.backends.base names in its table.
+
+
+def local_backend(model: ModelFile, **options: Any) -> OnnxRuntimeBackend:
     return OnnxRuntimeBackend(model, device="auto", **options)
 
 
-@register_backend("cpu")
-def _cpu(model: ModelFile, **options: Any) -> OnnxRuntimeBackend:
+def cpu_backend(model: ModelFile, **options: Any) -> OnnxRuntimeBackend:
     return OnnxRuntimeBackend(model, device="cpu", **options)
 
 
-@register_backend("cuda")
-def _cuda(model: ModelFile, **options: Any) -> OnnxRuntimeBackend:
+def cuda_backend(model: ModelFile, **options: Any) -> OnnxRuntimeBackend:
     return OnnxRuntimeBackend(model, device="cuda", **options)

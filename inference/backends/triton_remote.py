@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 
-from inference.backends.base import register_backend
 from inference.errors import BackendError
 from inference.model_file import ModelFile
 from inference.triton_repo import PARAM_MODEL_VERSION, PARAM_SHA256
@@ -635,8 +634,7 @@ class _Checker(TritonBackend):
         self._closed = False
 
 
-@register_backend("triton")
-def _triton(
+def triton_backend(
     model: ModelFile, config: RemoteConfig | str | None = None, **options: Any
 ) -> TritonBackend:
     """`Segmenter.open(path, backend="triton", config=RemoteConfig(...) or "host:port")`."""

@@ -39,12 +39,11 @@ from typing import Any
 
 import numpy as np
 
-from inference.backends.triton_remote import RemoteConfig, RemoteError, TritonBackend
-from inference.backends.triton_remote import remote_health as _remote_health
+from inference.backends.triton_remote import TritonBackend
 from inference.errors import HemaviewError
-from inference.model_file import ModelFile
 from inference.photo_io import Photo
 from inference.preprocess import Preprocessed
+from inference.remote import RemoteConfig, RemoteError, RemoteErrorKind, remote_health
 from inference.segmenter import PhotoFailure, PhotoSource, Prediction, Segmenter
 
 #: the clinic's bar: 10 photos in under a second
@@ -66,17 +65,6 @@ __all__ = [
 ]
 
 Prepared = tuple[Photo, Preprocessed, dict[str, float]]
-
-
-def remote_health(
-    config: RemoteConfig, model: ModelFile | None = None, *, probe: bool = True
-) -> tuple[bool, str]:
-    """(ok, one sentence): is the server up and serving this very model? For a status bar.
-
-    Takes up to the connect timeout (plus one small request with `probe`): call it off the
-    GUI thread.
-    """
-    return _remote_health(config, model, probe=probe)
 
 
 @dataclass(frozen=True)
@@ -529,9 +517,13 @@ class _Run:
             except Exception as exc:
                 if self.stop.is_set():
                     return
-                error = exc if isinstance(exc, RemoteError) else RemoteError("failed", str(exc))
+                error = (
+                    exc
+                    if isinstance(exc, RemoteError)
+                    else RemoteError(RemoteErrorKind.FAILED, str(exc))
+                )
                 self._give_back(ready, error)
-                if error.kind == "full":
+                if error.kind.try_again_later:
                     with self.cond:
                         self.full_count += 1
                         too_often = self.full_count >= MAX_FULL_RETRIES

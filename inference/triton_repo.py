@@ -15,8 +15,9 @@ the model's SHA-256 and version in `parameters`, which the remote backend checks
 the local model's contract before it sends a single photo. The input is the model's own
 uint8 NHWC tensor at the working size, so the wire carries pixels, not floats.
 
-The configuration text is written by hand here (tritonclient is imported only by the
-remote backend); the tests parse both with Triton's own protobuf and compare them.
+The configuration text is written by hand here (tritonclient is imported only by
+inference.remote.connection); the tests parse both with Triton's own protobuf and compare
+them.
 """
 
 from __future__ import annotations

@@ -287,7 +287,7 @@ def test_a_dead_model_worker_sends_everything_back(segmenter: Segmenter, reposit
         report = dispatcher.last_report
         assert report is not None and report.failed == 0
         assert "returned an error" in report.remote_problem, report.remote_problem
-        assert not remote_health(config, segmenter.model)[0]
+        assert not remote_health(config, segmenter.model, probe=True)[0]
 
 
 def test_a_bad_photo_fails_once_and_alone(segmenter: Segmenter, server: TritonServer) -> None:

@@ -25,14 +25,11 @@ from triton_server import TritonServer, derive_model
 from tritonclient.grpc import model_config_pb2
 
 from inference import Segmenter
-from inference.backends.triton_remote import (
-    RemoteConfig,
-    RemoteError,
-    TritonBackend,
-    remote_health,
-)
+from inference.backends.triton_remote import TritonBackend
 from inference.cli import main as cli_main
 from inference.model_file import ModelFile
+from inference.remote import RemoteConfig, RemoteError, RemoteErrorKind, remote_health
+from inference.remote.errors import classify
 from inference.triton_repo import (
     PARAM_MODEL_VERSION,
     PARAM_SHA256,
@@ -259,7 +256,8 @@ def test_a_request_carries_the_authorisation_header(
         assert "authorisation" in str(caught.value)
     finally:
         backend.close()
-    ok, message = remote_health(config(server, authorization=None), models["small"])
+    # only a request shows it: the server restricts inference, not health or metadata
+    ok, message = remote_health(config(server, authorization=None), models["small"], probe=True)
     assert not ok and "authorisation" in message
     ok, message = remote_health(config(server), models["small"])
     assert ok, message
@@ -396,7 +394,8 @@ def test_a_dead_model_worker_is_caught_by_the_health_probe(
         subprocess.run(["kill", "-9", str(stub)], check=True)
         time.sleep(0.5)
         assert remote_health(cfg)[0]  # the server still says all is well
-        ok, message = remote_health(cfg, models["small"])
+        assert remote_health(cfg, models["small"])[0]  # and so does its model's metadata
+        ok, message = remote_health(cfg, models["small"], probe=True)
         assert not ok
         assert "returned an error" in message or "cannot be reached" in message, message
 
@@ -463,3 +462,58 @@ def test_segmenter_opens_the_remote_backend_by_name(
         assert segmenter.backend.run(pixels(11)).shape == (11, SMALL, SMALL)  # 8 + 3
     finally:
         segmenter.close()
+
+
+def test_the_health_check_sends_no_inference(
+    server: TritonServer, models: dict[str, ModelFile]
+) -> None:
+    """A status bar asks every 30 s: readiness, metadata and config only, never a photo."""
+    before = server.statistics("small")
+    for _ in range(3):
+        ok, message = remote_health(config(server), models["small"])
+        assert ok, message
+    assert server.statistics("small") == before
+    # an explicit probe does send one (so the count above would have seen it)
+    ok, message = remote_health(config(server), models["small"], probe=True)
+    assert ok and "answered in" in message
+    assert server.statistics("small")["inference_count"] == before["inference_count"] + 1
+
+
+class StatusError(Exception):
+    """Shaped like tritonclient's InferenceServerException: status() and message()."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self._status, self._message = status, message
+
+    def status(self) -> str:
+        return self._status
+
+    def message(self) -> str:
+        return self._message
+
+
+def test_remote_errors_are_classified_into_kinds() -> None:
+    kind = RemoteErrorKind
+    where = "the Triton server at grpc://gpu-box:8001"
+    cases = [
+        (StatusError("StatusCode.UNAVAILABLE", "exceeds maximum queue size"), kind.FULL),
+        (StatusError("503", "busy"), kind.FULL),
+        (StatusError("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded"), kind.TIMEOUT),
+        (TimeoutError("timed out"), kind.TIMEOUT),
+        (StatusError("StatusCode.CANCELLED", "Cancelled"), kind.CANCELLED),
+        (StatusError("StatusCode.UNAUTHENTICATED", "no"), kind.REFUSED),
+        (StatusError("StatusCode.UNAVAILABLE", "failed to connect"), kind.UNREACHABLE),
+        (ConnectionRefusedError("refused"), kind.UNREACHABLE),
+        (StatusError("StatusCode.NOT_FOUND", "unknown model"), kind.REFUSED),
+        (StatusError("StatusCode.INTERNAL", "Stub process is not healthy"), kind.FAILED),
+    ]
+    for exc, expected in cases:
+        error = classify(exc, where, 2.0)
+        assert error.kind is expected, (exc, error.kind)
+        assert where in str(error)
+    assert [k for k in kind if k.try_again_later] == [kind.FULL]  # only a full queue passes
+    # the kind is an enum that still reads as its word, and only known words are kinds
+    assert RemoteError("full", "x").kind is kind.FULL and kind.FULL == "full"
+    with pytest.raises(ValueError):
+        RemoteError("sometimes", "x")

@@ -16,7 +16,8 @@ from inference.errors import (
 from inference.model_file import ModelFile
 from inference.photo_io import Photo, read_photo
 from inference.postprocess import Lesion
-from inference.segmenter import PhotoFailure, Prediction, Provenance, Segmenter
+from inference.prediction import PhotoFailure, Prediction, Provenance
+from inference.segmenter import Segmenter
 from inference.version import __version__
 
 __all__ = [

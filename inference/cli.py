@@ -41,7 +41,8 @@ from inference.labels import (
     save_label,
 )
 from inference.photo_io import is_photo_path
-from inference.segmenter import PhotoFailure, PhotoSource, Prediction, Segmenter
+from inference.prediction import PhotoFailure, PhotoSource, Prediction
+from inference.segmenter import Segmenter
 from inference.version import __version__
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2

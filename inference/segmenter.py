@@ -2,108 +2,34 @@
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from inference.backends.base import Backend, create_backend
-from inference.errors import HemaviewError
 from inference.local_devices import check_cuda
 from inference.model_choice import choose_model
 from inference.model_file import ModelFile
 from inference.photo_io import Photo, read_photo
-from inference.postprocess import Lesion, find_lesions_guided, probability_to_full
+from inference.pipeline import Run, local_lane
+from inference.postprocess import find_lesions_guided, probability_to_full
+from inference.prediction import (
+    PhotoFailure,
+    PhotoSource,
+    Prediction,
+    ProgressCallback,
+    Provenance,
+)
 from inference.preprocess import Geometry, Preprocessed, decode_min_side, preprocess
-from inference.version import __version__
 
-PhotoSource = str | os.PathLike[str] | np.ndarray
-ProgressCallback = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Where a prediction came from: enough to reproduce it and to trust it."""
-
-    model_name: str
-    model_version: str
-    model_sha256: str
-    device: str  # "cuda", "cpu" or "triton"
-    device_reason: str
-    threshold: float
-    photo_sha256: str
-    photo_size: tuple[int, int]  # width, height
-    photo_format: str
-    conversions: tuple[str, ...]
-    # cx, cy, radius, fill; method ("circle", or how it was estimated), note, forced
-    fov: dict[str, Any]
-    timings_ms: dict[str, float]
-    app_version: str = __version__
-    model_file: str = ""  # the file that ran (e.g. hemorrhage-int8.onnx); "" before it was kept
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Provenance:
-        values = dict(raw)
-        values["photo_size"] = tuple(values["photo_size"])
-        values["conversions"] = tuple(values["conversions"])
-        return cls(**values)
-
-
-@dataclass
-class Prediction:
-    """A photo's probability map at full resolution, with its lesions at the threshold."""
-
-    probability: np.ndarray  # float32 (H, W), calibrated, in [0, 1]
-    threshold: float
-    lesions: list[Lesion]
-    provenance: Provenance
-    geometry: Geometry
-    photo: Photo  # as read: for a path, possibly at a reduced scale (photo.width is the full size)
-    working: np.ndarray  # float16 (S, S): the model's own output, what caches keep
-    _mask: np.ndarray | None = field(default=None, repr=False)
-    _working32: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def mask(self) -> np.ndarray:
-        """bool (H, W): probability >= threshold."""
-        if self._mask is None:
-            self._mask = self.probability >= self.threshold
-        return self._mask
-
-    def at_threshold(self, threshold: float, min_area_px: int) -> list[Lesion]:
-        """The lesions at another threshold, without running the model again."""
-        if self._working32 is None:
-            self._working32 = self.working.astype(np.float32)
-        return find_lesions_guided(
-            self.probability, self._working32, self.geometry, threshold, min_area_px
-        )
-
-    @functools.cached_property
-    def uncertainty(self) -> float:
-        """Share of the field of view whose probability is neither clearly in nor clearly out."""
-        p = self.probability
-        unsure = np.count_nonzero((p > 0.2) & (p < 0.8))
-        fov_area = np.pi * self.geometry.fov.radius**2
-        return float(unsure / max(fov_area, 1.0))
-
-
-@dataclass(frozen=True)
-class PhotoFailure:
-    """A photo that could not be processed, and why (for lists and summaries)."""
-
-    source: str
-    message: str
-    error: HemaviewError
+# the types a prediction is made of, defined in inference.prediction, are used from here too
+__all__ = ["PhotoFailure", "PhotoSource", "Prediction", "Provenance", "Segmenter"]
 
 
 class Segmenter:
@@ -292,82 +218,26 @@ class Segmenter:
         """Results in input order: a Prediction, or a PhotoFailure saying why not.
 
         Reading and preprocessing run ahead in worker threads while the model runs, so the
-        model is rarely left waiting for the disk.
+        model is rarely left waiting for the disk (inference.pipeline, with this backend
+        alone; inference.dispatch adds a remote one). `cancel` stops it after the result
+        being delivered; `force` as in `prepare`.
         """
-        items = list(sources)
-        total = len(items)
-        batch = max(1, batch_size or self.backend.preferred_batch)
-        done = 0
-        with ThreadPoolExecutor(
-            max_workers=max(1, prefetch), thread_name_prefix="hemaview-read"
-        ) as pool:
-            futures: list[Future[tuple[Photo, Preprocessed, dict[str, float]]]] = []
-            ahead = batch + max(1, prefetch)
-            next_submit = 0
-
-            def top_up() -> None:
-                nonlocal next_submit
-                while next_submit < total and len(futures) < ahead:
-                    futures.append(pool.submit(self.prepare, items[next_submit], force=force))
-                    next_submit += 1
-
-            position = 0
-            top_up()
-            while position < total:
-                if cancel is not None and cancel.is_set():
-                    for f in futures:
-                        f.cancel()
-                    return
-                group: list[tuple[int, Any]] = []
-                while futures and len(group) < batch:
-                    future = futures.pop(0)
-                    index = position + len(group)
-                    try:
-                        group.append((index, future.result()))
-                    except Exception as exc:  # one bad photo must not stop the batch
-                        error = (
-                            exc
-                            if isinstance(exc, HemaviewError)
-                            else HemaviewError(
-                                f"{_name(items[index])}: unexpected error "
-                                f"({type(exc).__name__}: {exc})"
-                            )
-                        )
-                        group.append((index, PhotoFailure(_name(items[index]), str(error), error)))
-                top_up()
-                ready = [(i, g) for i, g in group if not isinstance(g, PhotoFailure)]
-                outputs: dict[int, Prediction | PhotoFailure] = {
-                    i: g for i, g in group if isinstance(g, PhotoFailure)
-                }
-                if ready:
-                    t0 = time.perf_counter()
-                    try:
-                        working = self.backend.run(np.stack([g[1].image for _, g in ready]))
-                    except Exception as exc:
-                        error = (
-                            exc
-                            if isinstance(exc, HemaviewError)
-                            else HemaviewError(f"the model failed: {exc}")
-                        )
-                        for i, _ in ready:
-                            outputs[i] = PhotoFailure(_name(items[i]), str(error), error)
-                    else:
-                        per_photo = (time.perf_counter() - t0) * 1e3 / len(ready)
-                        for k, (i, (photo, prepared, timings)) in enumerate(ready):
-                            timings["model"] = per_photo
-                            outputs[i] = self.finish(
-                                photo, prepared, working[k], timings, threshold
-                            )
-                for i, _ in group:
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)
-                    yield items[i], outputs[i]
-                position += len(group)
+        ahead = max(1, prefetch)
+        run = Run(
+            self,
+            sources,
+            threshold=threshold,
+            force=force,
+            cancel=cancel,
+            progress=progress,
+            prepare_workers=ahead,
+        )
+        batch = batch_size or self.backend.preferred_batch
+        run.add_lane("local", lambda: local_lane(run, self.backend, batch=batch, prefetch=ahead))
+        # closing this generator must end the run (and its threads) too
+        with contextlib.closing(run.results()) as results:
+            for result in results:
+                yield result.source, result.result
 
     def close(self) -> None:
         self.backend.close()
-
-
-def _name(source: PhotoSource) -> str:
-    return "<array>" if isinstance(source, np.ndarray) else str(Path(source))

@@ -354,3 +354,36 @@ def test_a_photo_the_local_model_fails_on_goes_to_the_remote(
     results = run(alone, PHOTOS[:4])
     (failed,) = [r for r in results if not r.ok]
     assert isinstance(failed.result, PhotoFailure) and "out of memory" in failed.result.message
+
+
+class FinishFailsOnTheServersSecond(Segmenter):
+    """Post-processing raises on the second photo that came back from the server."""
+
+    def __init__(self, seg: Segmenter):
+        super().__init__(seg.model, seg.backend)
+        self.remote_finished = 0
+        self.lock = threading.Lock()
+
+    def finish(self, *args: Any, **kwargs: Any) -> Prediction:
+        if kwargs.get("device") == "triton":
+            with self.lock:
+                self.remote_finished += 1
+                if self.remote_finished == 2:
+                    raise RuntimeError("the post-processing broke")
+        return super().finish(*args, **kwargs)
+
+
+def test_post_processing_failing_on_a_remote_batch_fails_that_photo_alone(
+    segmenter: Segmenter, server: TritonServer
+) -> None:
+    dispatcher = Dispatcher(FinishFailsOnTheServersSecond(segmenter), remote(server), budget_s=0)
+    seen: list[tuple[int, int]] = []
+    results = run(dispatcher, PHOTOS[:8], progress=lambda d, t: seen.append((d, t)))
+    failed = [r for r in results if not r.ok]
+    assert len(failed) == 1 and isinstance(failed[0].result, PhotoFailure)
+    assert "the post-processing broke" in failed[0].result.message
+    assert {r.ran_on for r in results if r.ok} == {"remote"}
+    assert seen == [(k, 8) for k in range(1, 9)]
+    report = dispatcher.last_report
+    assert report is not None and (report.remote, report.failed) == (7, 1)
+    dispatcher.close()

@@ -1,0 +1,476 @@
+"""One batch engine: prepare (read, preprocess) -> run (a backend) -> finish (post-process).
+
+A `Run` holds the photos of one request in a line. Lanes take photos from it, each with its
+own backend: the local lane (`local_lane`, here) from the front, remote lanes
+(inference.dispatch) from the back. Reading and preprocessing run ahead in worker threads,
+so a backend is rarely left waiting for the disk; a lane stacks what is ready into one
+batch, runs it, and finishes each photo into a Prediction. The caller takes the results
+from one iterator, and a run holds to this:
+
+- every photo gets exactly one result: a photo that fails anywhere (reading, the model,
+  post-processing) fails alone and once, and a result once delivered is never replaced;
+- progress counts delivered results, so it ends at the total and never passes it;
+- cancelling (the caller's flag, or closing the iterator) stops every lane: queued photos
+  are not started and requests in flight are cancelled; photos not finished get no result;
+- nobody polls: lanes and the caller wait on the run's one condition, notified whenever
+  the line, the results or the run's state change (inference.cancel has the one exception).
+
+`Segmenter.predict_many` is a run with the local lane alone: its results come in input
+order. `Dispatcher` adds remote lanes, and the time budget that says what they may take.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from inference.backends.base import Backend
+from inference.cancel import PLAIN_EVENT_CHECK_S, Cancel
+from inference.errors import BackendError, HemaviewError
+from inference.photo_io import Photo
+from inference.prediction import PhotoFailure, PhotoSource, Prediction, source_name
+from inference.preprocess import Preprocessed
+
+#: results finished but not yet taken by the caller: full-size maps are large, so the lanes
+#: wait for a slow caller rather than pile them up
+MAX_UNCONSUMED = 8
+
+Prepared = tuple[Photo, Preprocessed, dict[str, float]]
+
+
+class Stages(Protocol):
+    """The two ends of the pipeline (a Segmenter): CPU work, safe in worker threads."""
+
+    def prepare(self, source: PhotoSource | Photo, *, force: bool = False) -> Prepared: ...
+
+    def finish(
+        self,
+        photo: Photo,
+        prepared: Preprocessed,
+        working_probability: np.ndarray,
+        timings: dict[str, float],
+        threshold: float | None = None,
+        device: str | None = None,
+        device_reason: str | None = None,
+    ) -> Prediction: ...
+
+
+@dataclass(frozen=True)
+class PhotoResult:
+    """One photo's outcome, as it finished."""
+
+    index: int  # position in the request
+    source: PhotoSource
+    result: Prediction | PhotoFailure
+    ran_on: str  # "local", "remote", or "" when the photo failed before any model ran
+    note: str = ""  # e.g. why a photo came back from the remote
+
+    @property
+    def ok(self) -> bool:
+        return isinstance(self.result, Prediction)
+
+
+@dataclass
+class RunReport:
+    """What a run did, for a summary line and the logs."""
+
+    total: int = 0
+    local: int = 0
+    remote: int = 0
+    failed: int = 0
+    returned: int = 0  # photos the remote gave back that then ran locally
+    cancelled: bool = False
+    budget_s: float = 0.0
+    elapsed_s: float = 0.0
+    local_photos_per_s: float | None = None
+    remote_configured: bool = False
+    remote_used: bool = False
+    remote_problem: str = ""  # why the remote stopped being used, if it did
+    remote_errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{self.local + self.remote} of {self.total} photos in {self.elapsed_s:.1f} s"]
+        if self.remote_configured:
+            parts.append(f"{self.local} here, {self.remote} on the server")
+        if self.returned:
+            parts.append(f"{self.returned} sent back from the server")
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        if self.cancelled:
+            parts.append("cancelled")
+        text = ", ".join(parts)
+        if self.remote_problem:
+            text += f" (server: {self.remote_problem})"
+        return text
+
+
+class Item:
+    """One photo of a run, from the line to its result."""
+
+    __slots__ = ("index", "local_failure", "note", "prepared", "source")
+
+    def __init__(self, index: int, source: PhotoSource):
+        self.index = index
+        self.source = source
+        self.prepared: Prepared | None = None  # kept when a photo moves between lanes
+        self.note = ""  # why it came back from the remote
+        self.local_failure = ""  # the local model failed on it (it went to the remote)
+
+
+#: a photo claimed by a lane, with its preparation (running ahead, or done)
+Claimed = tuple[Item, "Future[Prepared]"]
+#: a claimed photo once its preparation ended: None, or why it failed
+Collected = tuple[Item, PhotoFailure | None]
+
+
+class Run:
+    """One request: the line of photos, the lanes that take from it, the caller's results.
+
+    The line, the queues and the counters are guarded by `cond`; every change notifies it.
+    """
+
+    def __init__(
+        self,
+        stages: Stages,
+        sources: Iterable[PhotoSource],
+        *,
+        threshold: float | None = None,
+        force: bool = False,
+        cancel: threading.Event | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        prepare_workers: int = 2,
+        max_unconsumed: int = MAX_UNCONSUMED,
+    ):
+        self.stages = stages
+        self.threshold = threshold
+        self.force = force
+        self.user_cancel = cancel
+        self.progress = progress
+        self.max_unconsumed = max(1, max_unconsumed)
+        self.items = [Item(i, s) for i, s in enumerate(sources)]
+        self.total = len(self.items)
+        self.cond = threading.Condition()
+        self.line: deque[Item] = deque(self.items)  # front: the local lane; back: remote lanes
+        self.returned: deque[Item] = deque()  # the remote gave these back: local takes first
+        self.retry: deque[Item] = deque()  # the local model failed on these: for the remote
+        #: a remote lane takes photos (set before the run starts; off when the remote fails)
+        self.remote_on = False
+        #: with a remote on, the local lane takes only what comes back from it
+        self.local_only_returns = False
+        self.local_holding = 0  # photos the local lane has claimed and not yet finished
+        #: (start, photos) of the local batch being run: how slow it is, before it ends
+        self.local_batch: tuple[float, int] | None = None
+        self.finished = 0
+        self.emitted: set[int] = set()
+        self.out: deque[PhotoResult] = deque()
+        self.report = RunReport(total=self.total)
+        self.start = 0.0  # when the caller started taking results
+        self.stop = Cancel()  # set when the run ends, however it ends
+        self.stop.listen(self._wake)
+        self.pool = ThreadPoolExecutor(
+            max_workers=max(1, prepare_workers), thread_name_prefix="hemaview-prepare"
+        )
+        self._lanes: list[tuple[str, Callable[[], None]]] = []
+        self._live = 0
+        self._at_end: list[Callable[[], None]] = []
+
+    def add_lane(self, name: str, lane: Callable[[], None]) -> None:
+        self._lanes.append((name, lane))
+
+    def at_end(self, hook: Callable[[], None]) -> None:
+        """Call `hook` once every lane has ended and the report is complete."""
+        self._at_end.append(hook)
+
+    # --- shared state (call with `cond` held)
+
+    def done(self) -> bool:
+        return self.finished >= self.total
+
+    def local_takes_line(self) -> bool:
+        return not (self.local_only_returns and self.remote_on)
+
+    def hand_back(self, items: Sequence[Item], note: str) -> None:
+        """Photos a remote lane could not run go to the local lane, preparation kept."""
+        for item in items:
+            item.note = note
+            self.returned.append(item)
+        self.cond.notify_all()
+
+    def _wake(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
+
+    # --- preparing, delivering, failing (any lane)
+
+    def prepare(self, item: Item) -> Future[Prepared]:
+        if item.prepared is not None:
+            ready: Future[Prepared] = Future()
+            ready.set_result(item.prepared)
+            return ready
+        return self.pool.submit(self.stages.prepare, item.source, force=self.force)
+
+    def collect(self, claimed: Sequence[Claimed]) -> list[Collected]:
+        """Wait for preparation; a photo that cannot be read fails on neither side."""
+        collected: list[Collected] = []
+        for item, future in claimed:
+            try:
+                item.prepared = future.result()
+            except Exception as exc:
+                collected.append((item, self.failure(item, exc)))
+            else:
+                collected.append((item, None))
+        return collected
+
+    def deliver(
+        self,
+        collected: Sequence[Collected],
+        working: np.ndarray,
+        backend: Backend,
+        ran_on: str,
+        model_ms: float,
+    ) -> None:
+        """Finish and deliver a batch in claim order: `working` holds one map per photo that
+        was prepared. A photo whose post-processing fails fails alone."""
+        k = 0
+        for item, failure in collected:
+            if failure is not None:
+                self.emit(item, failure, "")
+                continue
+            assert item.prepared is not None
+            photo, prepared, timings = item.prepared
+            reason = f"{backend.reason} ({item.note})" if item.note else backend.reason
+            try:
+                prediction = self.stages.finish(
+                    photo,
+                    prepared,
+                    working[k],
+                    {**timings, "model": model_ms},
+                    self.threshold,
+                    device=backend.device,
+                    device_reason=reason,
+                )
+            except Exception as exc:
+                self.emit(item, self.failure(item, exc), "")
+            else:
+                self.emit(item, prediction, ran_on)
+            k += 1
+
+    def emit_failures(self, collected: Sequence[Collected]) -> list[Item]:
+        """Deliver the photos that failed preparation; returns the prepared ones."""
+        ready = []
+        for item, failure in collected:
+            if failure is None:
+                ready.append(item)
+            else:
+                self.emit(item, failure, "")
+        return ready
+
+    def emit(self, item: Item, result: Prediction | PhotoFailure, ran_on: str) -> None:
+        """Deliver one result, once per photo; waits while the caller is behind."""
+        with self.cond:
+            while len(self.out) >= self.max_unconsumed and not self.stop.is_set():
+                self.cond.wait()
+            if item.index in self.emitted or self.stop.is_set():
+                return
+            self.emitted.add(item.index)
+            self.finished += 1
+            if isinstance(result, PhotoFailure):
+                self.report.failed += 1
+            elif ran_on == "remote":
+                self.report.remote += 1
+            else:
+                self.report.local += 1
+                if item.note:
+                    self.report.returned += 1
+            self.out.append(PhotoResult(item.index, item.source, result, ran_on, item.note))
+            item.prepared = None  # the result holds what the caller needs; free the rest
+            self.cond.notify_all()
+
+    def failure(self, item: Item, exc: BaseException, prefix: str = "") -> PhotoFailure:
+        name = source_name(item.source)
+        error = (
+            exc
+            if isinstance(exc, HemaviewError)
+            else HemaviewError(f"{name}: unexpected error ({type(exc).__name__}: {exc})")
+        )
+        return PhotoFailure(name, f"{prefix}{error}", error)
+
+    def fail(self, item: Item, exc: BaseException, prefix: str = "") -> None:
+        self.emit(item, self.failure(item, exc, prefix), "")
+
+    # --- the caller's side
+
+    def results(self) -> Generator[PhotoResult, None, None]:
+        """Results as they finish; the run ends when this ends (or is closed)."""
+        self.start = time.monotonic()
+        threads = [
+            threading.Thread(target=self._lane_main, args=(lane,), name=f"hemaview-{name}")
+            for name, lane in self._lanes
+        ]
+        self._live = len(threads)
+        forget = (
+            self.user_cancel.listen(self._wake)
+            if isinstance(self.user_cancel, Cancel)
+            else (lambda: None)
+        )
+        for thread in threads:
+            thread.daemon = True
+            thread.start()
+        delivered = 0
+        try:
+            while delivered < self.total:
+                with self.cond:
+                    while not self.out and self._live and not self._cancelled():
+                        self._wait()
+                    if self._cancelled():
+                        self.report.cancelled = True
+                        break
+                    if not self.out:
+                        break  # every lane has ended: nothing more will come
+                    result = self.out.popleft()
+                    self.cond.notify_all()  # room for a lane waiting to deliver
+                delivered += 1
+                if self.progress is not None:
+                    self.progress(delivered, self.total)
+                yield result
+        except GeneratorExit:
+            self.report.cancelled = True
+            raise
+        finally:
+            forget()
+            self.stop.set()
+            for thread in threads:
+                thread.join()
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self._finalise()
+
+    def _cancelled(self) -> bool:
+        return self.user_cancel is not None and self.user_cancel.is_set()
+
+    def _wait(self) -> None:
+        if self.user_cancel is None or isinstance(self.user_cancel, Cancel):
+            self.cond.wait()  # a Cancel wakes us when set
+        else:
+            self.cond.wait(PLAIN_EVENT_CHECK_S)  # a plain Event cannot
+
+    def _lane_main(self, lane: Callable[[], None]) -> None:
+        """A lane that dies must not take its photos with it: they fail with the reason."""
+        try:
+            lane()
+        except BaseException as exc:  # a bug, reported per photo
+            with self.cond:
+                left = [i for i in self.items if i.index not in self.emitted]
+            for item in left:
+                self.fail(item, exc, prefix="internal error: ")
+        finally:
+            with self.cond:
+                self._live -= 1
+                self.cond.notify_all()
+
+    def _finalise(self) -> None:
+        self.report.elapsed_s = time.monotonic() - self.start
+        if not self.report.cancelled and self.finished < self.total:
+            # cannot happen while the lanes hold to their contract; say so rather than hide it
+            self.report.failed += self.total - self.finished
+        for hook in self._at_end:
+            hook()
+
+
+def local_lane(
+    run: Run,
+    backend: Backend,
+    *,
+    batch: int,
+    prefetch: int,
+    on_rate: Callable[[float], None] | None = None,
+) -> None:
+    """Take photos from the front of the line (photos given back first), `prefetch` beyond a
+    batch prepared ahead; run them in batches on `backend`. `on_rate` hears the seconds per
+    photo of each batch (preparation waited for, the model and post-processing)."""
+    batch = max(1, batch)
+    ahead = batch + max(0, prefetch)
+    pending: deque[Claimed] = deque()
+    try:
+        while True:
+            with run.cond:
+                while True:
+                    if run.stop.is_set():
+                        return
+                    while len(pending) < ahead:
+                        if run.returned:
+                            item = run.returned.popleft()
+                        elif run.line and run.local_takes_line():
+                            item = run.line.popleft()
+                        else:
+                            break
+                        run.local_holding += 1
+                        pending.append((item, run.prepare(item)))
+                    if pending:
+                        break
+                    if run.done():
+                        return
+                    run.cond.wait()
+                group = [pending.popleft() for _ in range(min(batch, len(pending)))]
+                t0 = time.monotonic()
+                run.local_batch = (t0, len(group))
+                run.cond.notify_all()  # a remote lane may now judge this lane's speed
+            collected = run.collect(group)
+            ready = [item for item, failure in collected if failure is None]
+            if ready:
+                _run_local(run, backend, collected, ready, t0, on_rate)
+            else:
+                run.emit_failures(collected)
+            with run.cond:
+                run.local_batch = None
+                run.local_holding -= len(group)
+                run.cond.notify_all()
+    finally:
+        for _, future in pending:
+            future.cancel()
+
+
+def _run_local(
+    run: Run,
+    backend: Backend,
+    collected: list[Collected],
+    ready: list[Item],
+    t0: float,
+    on_rate: Callable[[float], None] | None,
+) -> None:
+    t_model = time.monotonic()
+    try:
+        working = backend.run(stack(ready))
+    except Exception as exc:
+        run.emit_failures(collected)
+        reason = str(exc) if isinstance(exc, HemaviewError) else f"the model failed: {exc}"
+        with run.cond:
+            if run.remote_on:  # the remote may still run them
+                for item in ready:
+                    item.local_failure = f"{source_name(item.source)}: here, {reason}"
+                    run.retry.append(item)
+                run.cond.notify_all()
+                return
+        for item in ready:
+            error = exc if isinstance(exc, HemaviewError) else BackendError(reason)
+            message = f"{source_name(item.source)}: {reason}"
+            run.emit(item, PhotoFailure(source_name(item.source), message, error), "")
+        return
+    model_ms = (time.monotonic() - t_model) * 1e3 / len(ready)
+    run.deliver(collected, working, backend, "local", model_ms)
+    if on_rate is not None:
+        on_rate((time.monotonic() - t0) / len(ready))
+
+
+def stack(items: Sequence[Item]) -> np.ndarray:
+    images = []
+    for item in items:
+        assert item.prepared is not None
+        images.append(item.prepared[1].image)
+    return np.stack(images)

@@ -215,9 +215,10 @@ def bench_finetune(args: argparse.Namespace, recipe: PreprocessRecipe) -> None:
 
 
 def bench_inference(args: argparse.Namespace, tmp: Path) -> None:
-    import onnxruntime as ort
-
+    from inference.onnx_runtime import onnxruntime
     from training.quantize import pick_photos, quantize_model
+
+    ort = onnxruntime()  # with its telemetry off, as the app has it
 
     model_path = args.model
     if model_path is None:
@@ -245,7 +246,7 @@ def bench_inference(args: argparse.Namespace, tmp: Path) -> None:
     quantise_s = time.perf_counter() - t0
     int8 = ModelFile.open(int8_path)
 
-    def session(model: ModelFile) -> ort.InferenceSession:
+    def session(model: ModelFile) -> Any:
         options = ort.SessionOptions()  # the CPU backend's settings
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = args.threads

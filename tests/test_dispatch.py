@@ -9,8 +9,6 @@ the CLI. Tests that kill a server start their own.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import idrid_photo
-from triton_server import TritonServer, derive_model
+from triton_server import TritonServer, derive_model, kill_and_wait
 
 from inference import BackendError, PhotoFailure, Prediction, Segmenter
 from inference.cli import label_files_for
@@ -279,8 +277,7 @@ def test_a_dead_model_worker_sends_everything_back(segmenter: Segmenter, reposit
         config = remote(server)
         assert remote_health(config, segmenter.model)[0]
         for pid in server.stub_pids():
-            os.kill(pid, signal.SIGKILL)
-        time.sleep(0.5)
+            kill_and_wait(pid)
         dispatcher = Dispatcher(segmenter, config, budget_s=0)
         results = run(dispatcher, PHOTOS[:6])
         assert {r.ran_on for r in results} == {"local"}

@@ -213,3 +213,21 @@ def test_an_int8_file_of_another_model_or_one_that_failed_its_check_is_not_used(
     assert choice.model.path.name == "hemorrhage.onnx" and "quality check" in choice.reason
     failed.unlink()
     assert "no INT8 file" in choose_model(ModelFile.open(other), on_cpu=True).reason
+
+
+@pytest.mark.parametrize(
+    ("drop", "speedup", "ship"),
+    [
+        (0.0, 2.0, True),
+        (0.01, 1.2, True),  # both at the bar
+        (0.0101, 2.0, False),  # a hair too much AUPR lost
+        (-0.02, 1.19, False),  # better, but not faster enough
+        (0.005, 1.6, True),  # the figures measured on the shipped model
+        (None, 3.0, False),  # no photo with a mask: never on speed alone
+        (float("nan"), 3.0, False),
+    ],
+)
+def test_the_int8_ship_rule(drop: float | None, speedup: float, ship: bool) -> None:
+    from training.quantize import ship_int8
+
+    assert ship_int8(drop, speedup) is ship

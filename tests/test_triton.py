@@ -21,7 +21,7 @@ import pytest
 from conftest import idrid_photo
 from google.protobuf import text_format
 from test_dispatch import fundus_like
-from triton_server import TritonServer, derive_model
+from triton_server import TritonServer, derive_model, kill_and_wait
 from tritonclient.grpc import model_config_pb2
 
 from inference import Segmenter
@@ -391,8 +391,7 @@ def test_a_dead_model_worker_is_caught_by_the_health_probe(
         cfg = RemoteConfig.parse(server.grpc_url, model_name="small")
         assert remote_health(cfg, models["small"])[0]
         (stub,) = server.stub_pids()
-        subprocess.run(["kill", "-9", str(stub)], check=True)
-        time.sleep(0.5)
+        kill_and_wait(stub)
         assert remote_health(cfg)[0]  # the server still says all is well
         assert remote_health(cfg, models["small"])[0]  # and so does its model's metadata
         ok, message = remote_health(cfg, models["small"], probe=True)

@@ -264,6 +264,30 @@ class TritonServer:
                 time.sleep(0.2)
 
 
+def kill_and_wait(pid: int, timeout_s: float = 30.0) -> None:
+    """SIGKILL a process and return once it is dead (gone, or a zombie its parent has not
+    reaped yet): the condition a test waits for, not a guessed sleep."""
+    os.kill(pid, signal.SIGKILL)
+    status = Path(f"/proc/{pid}/status")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            state = next(
+                (
+                    line.split()[1]
+                    for line in status.read_text().splitlines()
+                    if line.startswith("State:")
+                ),
+                "",
+            )
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.01)
+    raise TimeoutError(f"process {pid} still alive {timeout_s} s after SIGKILL")
+
+
 def derive_model(
     source: Path, target: Path, *, working_size: int | None = None, version: str | None = None
 ) -> Path:

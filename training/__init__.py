@@ -6,6 +6,7 @@ install never imports it.
 
 import os as _os
 
-# onnxruntime's telemetry stays off here too (see inference.onnx_runtime); set before any
-# training module imports onnxruntime itself (quantize imports onnxruntime.quantization).
+# onnxruntime's telemetry stays off here too: every import goes through
+# inference.onnx_runtime (a contract holds it); this is the belt to its braces, set before
+# anything in training can load onnxruntime.
 _os.environ["ORT_DISABLE_TELEMETRY"] = "1"

@@ -416,12 +416,16 @@ def evaluate_int8(
             fp32_dice=r32.pooled_dice,
             int8_dice=r8.pooled_dice,
         )
-        result["ship"] = bool(
-            result["aupr_drop"] <= MAX_AUPR_DROP and result["speedup"] >= MIN_SPEEDUP
-        )
-    else:
-        result["ship"] = False  # no evidence on quality: never ship on speed alone
+    result["ship"] = ship_int8(result.get("aupr_drop"), result["speedup"])
     return result
+
+
+def ship_int8(aupr_drop: float | None, speedup: float) -> bool:
+    """The rule (SHIP_RULE): at most MAX_AUPR_DROP of pooled AUPR lost, at least MIN_SPEEDUP
+    gained. No quality evidence (no photo with a mask) never ships on speed alone."""
+    if aupr_drop is None or aupr_drop != aupr_drop:  # None or NaN
+        return False
+    return bool(aupr_drop <= MAX_AUPR_DROP and speedup >= MIN_SPEEDUP)
 
 
 def format_report(result: dict[str, Any]) -> str:

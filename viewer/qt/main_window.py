@@ -704,6 +704,7 @@ class MainWindow(QMainWindow):
         # Jobs cancelled earlier may still finish their photo (under a second): no thread
         # may outlive the window that owns its results.
         stop_all_jobs(30_000)
+        self.preannotator.close_dispatcher()
         self.settings.brush_radius = self.canvas.brush_radius
         save_settings(self.settings)
         self.autosaver.close()

@@ -36,6 +36,10 @@ class Preannotator(QObject):
         self.settings = settings
         self.segmenter: Segmenter | None = None
         self.job: PreannotationJob | None = None
+        # One dispatcher for the viewer's session (it keeps the server connection between
+        # folders); made again only when the model or the server settings change.
+        self._dispatch: Dispatcher | None = None
+        self._dispatch_key: tuple[object, ...] | None = None
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(220)
         self.progress.setFormat(self.tr("Pre-annotating %v/%m"))
@@ -141,11 +145,25 @@ class Preannotator(QObject):
         """Local first; photos beyond the time budget go to the configured server."""
         remote = self.remote()
         if remote is None or self.segmenter is None:
+            self.close_dispatcher()
             return None
         budget = self.settings().remote_budget_s  # seconds the local side may take per 10 photos
+        key = (id(self.segmenter), remote, budget)
+        if self._dispatch is not None and self._dispatch_key == key:
+            return self._dispatch
+        self.close_dispatcher()
         if budget <= 0:
-            return Dispatcher(self.segmenter, remote, budget_s=0)
-        return Dispatcher(self.segmenter, remote, photos_per_second=10.0 / budget)
+            self._dispatch = Dispatcher(self.segmenter, remote, budget_s=0)
+        else:
+            self._dispatch = Dispatcher(self.segmenter, remote, photos_per_second=10.0 / budget)
+        self._dispatch_key = key
+        return self._dispatch
+
+    def close_dispatcher(self) -> None:
+        """At the end of the session (or when the model or server changes)."""
+        if self._dispatch is not None:
+            self._dispatch.close()
+        self._dispatch, self._dispatch_key = None, None
 
     def check_remote(self) -> None:
         """Ask the server's health off the GUI thread; the label shows the answer."""

@@ -18,6 +18,7 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThread, QThreadPool, Signal, Slot
 
 from inference import HemaviewError, PhotoFailure, Prediction, Segmenter
+from inference.cancel import Cancel
 from inference.dispatch import Dispatcher
 from inference.errors import ImageReadError, NotFundusError
 from viewer.model.pred_cache import PredictionCache, PredictionSummary
@@ -124,7 +125,7 @@ class PreannotationJob(QObject):
         self._queue: list[str] = []
         self._seen: set[str] = set()
         self._lock = threading.Lock()
-        self._cancel = threading.Event()
+        self._cancel = Cancel()  # wakes a run waiting on its next result at once
         self._total = 0
         self._done = 0
         self._thread: _PreannotationThread | None = None
@@ -223,6 +224,7 @@ class PreannotationJob(QObject):
                 continue
             for path in to_predict:
                 thread.started_.emit(path)
+            delivered: set[str] = set()
             try:
                 results: Iterable[tuple[object, object]]
                 if self.dispatcher is not None:
@@ -242,12 +244,14 @@ class PreannotationJob(QObject):
                         assert isinstance(outcome, PhotoFailure)
                         kind = failure_kind(outcome.error)
                         thread.failed_.emit(path, outcome.message, kind)
+                    delivered.add(path)
                     self._count(thread)
-            except Exception as exc:  # a backend that died: report every photo of the chunk
+            except Exception as exc:  # a bug below: the photos not yet reported fail, once
                 message = str(exc) if isinstance(exc, HemaviewError) else f"the model failed: {exc}"
                 for path in to_predict:
-                    thread.failed_.emit(path, message, "error")
-                    self._count(thread)
+                    if path not in delivered:
+                        thread.failed_.emit(path, message, "error")
+                        self._count(thread)
 
     def _cached(self, path: str, model_sha: str) -> PredictionSummary | None:
         """The cache's summary for this photo, or None (a miss; unreadable photos included:

@@ -67,9 +67,7 @@ class Segmenter:
             return cls(model, create_backend(backend, model, **backend_options))
         on_cpu = backend == "cpu" or not check_cuda().usable
         choice = choose_model(model, on_cpu)
-        if on_cpu:
-            # the CPU asked for outright: a failing CUDA provider cannot bind the fp32 file
-            backend = "cpu"
+        # the backend as asked: "local" still says why the GPU is not used
         return cls(
             choice.model,
             create_backend(backend, choice.model, **backend_options),

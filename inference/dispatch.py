@@ -149,22 +149,6 @@ class Dispatcher:
         run.at_end(lambda: self._ended(run))
         return run.results()
 
-    def run_all(
-        self,
-        sources: Iterable[PhotoSource],
-        *,
-        on_result: Callable[[DispatchResult], None] | None = None,
-        threshold: float | None = None,
-        cancel: threading.Event | None = None,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> DispatchReport:
-        """`run`, calling `on_result` for each result (from this thread); returns the report."""
-        for item in self.run(sources, threshold=threshold, cancel=cancel, progress=progress):
-            if on_result is not None:
-                on_result(item)
-        assert self.last_report is not None
-        return self.last_report
-
     def close(self) -> None:
         if self._link is not None:
             self._link.drop()

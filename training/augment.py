@@ -301,17 +301,6 @@ def _view(pyramid: _Pyramid, g: torch.Generator, crop_size: int, config: Augment
     return gaussian_blur(crops, g, config).clamp(0, 255)
 
 
-def augment_view(
-    images: Tensor,
-    fov: Tensor,
-    generator: torch.Generator | int | None,
-    crop_size: int,
-    config: AugmentConfig = MOCO_AUGMENT,
-) -> Tensor:
-    """One random view per photo: (N, 3, H, W) 0-255 + FOV (N, 1, H, W) -> 0-255 float crops."""
-    return _view(_Pyramid([images, fov]), as_generator(generator), crop_size, config)
-
-
 def moco_views(
     images: Tensor,
     fov: Tensor,

@@ -34,7 +34,6 @@ from inference.atomic import atomic_write_bytes
 from inference.errors import HemaviewError, NotFundusError
 from inference.labels import (
     LesionDecision,
-    ModelInfo,
     PhotoInfo,
     ProvenanceRecord,
     label_paths,
@@ -87,15 +86,7 @@ def write_outputs(out_dir: Path, photo_path: Path, prediction: Prediction) -> li
         reviewer="",
         created=stamp,
         modified=stamp,
-        model=ModelInfo(
-            prov.model_name,
-            prov.model_sha256,
-            prediction.threshold,
-            prov.device,
-            fov_method=prov.fov.get("method", "circle"),
-            forced=bool(prov.fov.get("forced", False)),
-            file=prov.model_file,
-        ),
+        model=prov.model_info(prediction.threshold),
         changes=None,
         source="model",
         lesions=tuple(

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from inference.errors import HemaviewError
+from inference.labels.records import ModelInfo
 from inference.photo_io import Photo
 from inference.postprocess import Lesion, find_lesions_guided
 from inference.preprocess import Geometry
@@ -44,6 +45,19 @@ class Provenance:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def model_info(self, threshold: float) -> ModelInfo:
+        """The label record's account of the model, at the threshold the mask was cut at.
+        Recorded as it ran: an unknown device is refused there, never rewritten."""
+        return ModelInfo(
+            self.model_name,
+            self.model_sha256,
+            threshold,
+            self.device,
+            fov_method=self.fov.get("method", "circle"),
+            forced=bool(self.fov.get("forced", False)),
+            file=self.model_file,
+        )
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Provenance:

@@ -46,3 +46,22 @@ def segmenter(model_path: Path):  # type: ignore[no-untyped-def]
     seg = Segmenter.open(model_path)
     yield seg
     seg.close()
+
+
+@pytest.fixture()
+def private_user_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings, caches and autosaves of a window test never touch the real user's folders."""
+    from PySide6.QtCore import QStandardPaths
+
+    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
+        monkeypatch.setenv(name, str(tmp_path / "user" / name.lower()))
+    QStandardPaths.setTestModeEnabled(True)
+
+
+@pytest.fixture()
+def discard_on_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closing a window with edits asks; a modal box would wait for ever offscreen. The
+    answer is the reviewer's "discard": these tests look at what was saved before."""
+    from viewer.qt import dialogs
+
+    monkeypatch.setattr(dialogs, "ask_save_changes", lambda *_args: "discard")

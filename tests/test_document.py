@@ -95,18 +95,23 @@ def test_paint_segment_is_sub_pixel_and_clipped_at_the_edge() -> None:
     assert mask[0, 0] and mask[3, 3] and not mask[20, 20]
 
 
-@pytest.fixture(scope="module")
-def predicted_document(segmenter: Segmenter) -> Document:
+def document_of(segmenter: Segmenter, number: int) -> Document:
+    """A fresh review document of an IDRiD photo with the model's prediction."""
     from conftest import idrid_photo
 
-    pred = segmenter.predict(idrid_photo(3))
+    pred = segmenter.predict(idrid_photo(number))
     return Document(
-        idrid_photo(3),
+        idrid_photo(number),
         (pred.photo.width, pred.photo.height),
         pred.provenance.photo_sha256,
         prediction=pred,
         min_lesion_area_px=segmenter.contract.min_lesion_area_px,
     )
+
+
+@pytest.fixture(scope="module")
+def predicted_document(segmenter: Segmenter) -> Document:
+    return document_of(segmenter, 3)
 
 
 def test_threshold_is_live_until_the_reviewer_edits(predicted_document: Document) -> None:
@@ -129,16 +134,9 @@ def test_threshold_is_live_until_the_reviewer_edits(predicted_document: Document
 
 
 def test_rejecting_a_lesion_removes_exactly_its_pixels(segmenter: Segmenter) -> None:
-    from conftest import idrid_photo
-
-    pred = segmenter.predict(idrid_photo(3))
-    doc = Document(
-        idrid_photo(3),
-        (pred.photo.width, pred.photo.height),
-        pred.provenance.photo_sha256,
-        prediction=pred,
-        min_lesion_area_px=segmenter.contract.min_lesion_area_px,
-    )
+    doc = document_of(segmenter, 3)
+    pred = doc.prediction
+    assert pred is not None
     # with a random or real model there may be few lesions: make one by lowering the threshold
     prob = pred.probability
     if not doc.lesions:
@@ -165,16 +163,9 @@ def test_rejecting_a_lesion_removes_exactly_its_pixels(segmenter: Segmenter) -> 
 def test_undoing_every_edit_makes_the_mask_follow_the_threshold_again(
     segmenter: Segmenter,
 ) -> None:
-    from conftest import idrid_photo
-
-    pred = segmenter.predict(idrid_photo(3))
-    doc = Document(
-        idrid_photo(3),
-        (pred.photo.width, pred.photo.height),
-        pred.provenance.photo_sha256,
-        prediction=pred,
-        min_lesion_area_px=segmenter.contract.min_lesion_area_px,
-    )
+    doc = document_of(segmenter, 3)
+    pred = doc.prediction
+    assert pred is not None
     prob = pred.probability
     doc.begin_stroke()
     doc.stroke_to(300, 300, 20, True)

@@ -11,20 +11,13 @@ import numpy as np
 import pytest
 from conftest import idrid_photo
 from PIL import Image
-from PySide6.QtCore import QStandardPaths
 
 from inference import Segmenter
 from inference.labels import load_label
 from viewer.qt.main_window import MainWindow
 from viewer.qt.settings import Settings
 
-
-@pytest.fixture(autouse=True)
-def private_user_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings, caches and autosaves of a test never touch the real user's folders."""
-    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
-        monkeypatch.setenv(name, str(tmp_path / "user" / name.lower()))
-    QStandardPaths.setTestModeEnabled(True)
+pytestmark = pytest.mark.usefixtures("private_user_folders")
 
 
 @pytest.fixture()

@@ -11,7 +11,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from conftest import idrid_photo
-from PySide6.QtCore import QStandardPaths
 
 from inference import Segmenter
 from inference.labels import LabelFormatError, load_label, save_label
@@ -24,14 +23,7 @@ from viewer.qt.settings import Settings, load_settings
 TIMEOUT_MS = 120_000
 
 
-@pytest.fixture(autouse=True)
-def private_user_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
-        monkeypatch.setenv(name, str(tmp_path / "user" / name.lower()))
-    QStandardPaths.setTestModeEnabled(True)
-    # Closing a window with edits asks; a modal box would wait for ever offscreen. The
-    # answer is the reviewer's "discard": these tests look at what was saved before.
-    monkeypatch.setattr(dialogs, "ask_save_changes", lambda *_args: "discard")
+pytestmark = pytest.mark.usefixtures("private_user_folders", "discard_on_close")
 
 
 @pytest.fixture()

@@ -9,24 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import idrid_photo
-from PySide6.QtCore import QStandardPaths
 from PySide6.QtWidgets import QApplication
 
 from inference import Segmenter
 from inference.labels import load_label
-from viewer.qt import dialogs
 from viewer.qt.main_window import MainWindow
 from viewer.qt.settings import Settings
 
 TIMEOUT_MS = 120_000
 
 
-@pytest.fixture(autouse=True)
-def private_user_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
-        monkeypatch.setenv(name, str(tmp_path / "user" / name.lower()))
-    QStandardPaths.setTestModeEnabled(True)
-    monkeypatch.setattr(dialogs, "ask_save_changes", lambda *_args: "discard")
+pytestmark = pytest.mark.usefixtures("private_user_folders", "discard_on_close")
 
 
 @pytest.fixture()

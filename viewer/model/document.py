@@ -18,7 +18,6 @@ from inference.labels import (
     STATUSES,
     LesionDecision,
     MaskChanges,
-    ModelInfo,
     PhotoInfo,
     ProvenanceRecord,
     ReviewStatus,
@@ -262,18 +261,7 @@ class Document:
         stamp = now()
         model = None
         if self.prediction is not None:
-            prov = self.prediction.provenance
-            # Recorded as it ran: an unknown device is refused by ModelInfo with a message,
-            # never rewritten into one it was not.
-            model = ModelInfo(
-                prov.model_name,
-                prov.model_sha256,
-                self.threshold,
-                prov.device,
-                fov_method=prov.fov.get("method", "circle"),
-                forced=bool(prov.fov.get("forced", False)),
-                file=prov.model_file,
-            )
+            model = self.prediction.provenance.model_info(self.threshold)
         elif self.saved_record is not None:
             model = self.saved_record.model
         lesions = tuple(

@@ -589,7 +589,7 @@ def test_bf16_on_this_cpu_gives_finite_losses_and_gradients_close_to_fp32(
             logits.float(), recon.float(), x, masks, valid, annotated, config.loss_weights()
         )
         loss.backward()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         grads.append(torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None]))
     assert all(math.isfinite(v) for v in losses) and torch.isfinite(grads[1]).all()
     assert abs(losses[1] - losses[0]) < 0.02 * abs(losses[0])

@@ -1,4 +1,4 @@
-"""`hemaview-train ship`: the shipped model, end to end, from ../shared/data.
+"""`hemaview-train ship`: the shipped model, end to end, from the IDRiD data (`--data DIR`).
 
 Stages, each skipped when its output already exists (rerun the same command to resume):
 

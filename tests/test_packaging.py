@@ -164,9 +164,10 @@ def test_frozen_build_carries_the_model_samples_translations_and_icon_fonts(froz
     assert "hemorrhage.onnx" in [p.name for p in shipped_models]
     for shipped in shipped_models:
         model = internal / "resources" / "models" / shipped.name
-        assert hashlib.sha256(model.read_bytes()).digest() == hashlib.sha256(
-            shipped.read_bytes()
-        ).digest(), shipped.name
+        assert (
+            hashlib.sha256(model.read_bytes()).digest()
+            == hashlib.sha256(shipped.read_bytes()).digest()
+        ), shipped.name
     assert sorted(p.name for p in (internal / "resources" / "samples").glob("*.jpg")) == sorted(
         p.name for p in (REPO / "resources" / "samples").glob("*.jpg")
     )

@@ -25,7 +25,15 @@ from inference.contract import PreprocessRecipe
 from training.augment import augment_pair, moco_views
 from training.moco import MoCo, SplitBatchNorm2d, info_nce
 from training.model import HemaviewNet, ModelConfig
-from training.pretrain import CHECKPOINT, LOG_FILE, PretrainConfig, list_photos, load_pool, pretrain
+from training.pretrain import (
+    CHECKPOINT,
+    LOG_FILE,
+    PretrainConfig,
+    list_photos,
+    load_pool,
+    pretrain,
+    queue_note,
+)
 from training.weights import WeightKeysError, load_encoder_weights, load_imagenet_weights
 
 REPO = Path(__file__).resolve().parent.parent
@@ -145,6 +153,14 @@ def test_split_batchnorm_normalises_each_group_on_its_own():
 def test_queue_must_hold_whole_batches():
     with pytest.raises(ValueError, match="multiple of batch size"):
         PretrainConfig(batch_size=4, queue_size=6).validate()
+
+
+def test_a_queue_larger_than_the_photo_pool_is_called_out():
+    # 4096 keys over IDRiD's 499 unlabeled photos: about 8 stale keys of each photo are negatives.
+    note = queue_note(4096, 499)
+    assert "about 8 keys of each of the 499 photos" in note
+    assert "--queue-size below 499" in note
+    assert queue_note(4096, 100_000) == ""
 
 
 def test_moco_views_are_reproducible_and_stay_in_the_field_of_view(pool):

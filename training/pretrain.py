@@ -277,6 +277,9 @@ def _pretrain(config: PretrainConfig, rt: _Runtime) -> Path:
             f"{precision_note(rt.device, config.amp)}",
             flush=True,
         )
+        note = queue_note(config.queue_size, len(images))
+        if note:
+            print(note, flush=True)
     clock = _Clock(config.batch_size)
     net.train()
     with _StepLog(out / LOG_FILE, step, config, total, lead) as step_log:
@@ -328,6 +331,21 @@ def _photo_pool(
         images, fov = load_pool(photos, recipe, cache_dir, config.workers)
     pool_device = rt.device if config.data_on_device else torch.device("cpu")
     return images.to(pool_device), fov.to(pool_device)
+
+
+def queue_note(queue_size: int, photos: int) -> str:
+    """A warning when the queue of negatives holds several keys of each photo, else "".
+
+    MoCo's queue assumes far more photos than keys: with a small pool the same photo's
+    earlier views sit in the queue as negatives, which caps top-1 near zero and pushes
+    apart views that should match."""
+    if queue_size < photos:
+        return ""
+    return (
+        f"note: the queue of {queue_size} negatives holds about {queue_size / photos:.0f} keys "
+        f"of each of the {photos} photos, so a photo's earlier views count as negatives; "
+        f"--queue-size below {photos} (a multiple of the batch) avoids that"
+    )
 
 
 def _moco(config: PretrainConfig, rt: _Runtime) -> tuple[MoCo, torch.optim.Optimizer, int]:

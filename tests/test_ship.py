@@ -15,6 +15,22 @@ from training.ship import ShipConfig, ship
 pytestmark = pytest.mark.slow
 
 
+def _cpuinfo_field(key: str) -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == key:
+            return value.strip()
+    return ""
+
+
+def _cpu_model() -> str:
+    return _cpuinfo_field("model name")
+
+
+def _cpu_flags() -> set[str]:
+    return set(_cpuinfo_field("flags").split())
+
+
 def test_ship_makes_both_files_and_a_card_and_a_rerun_resumes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -47,6 +63,10 @@ def test_ship_makes_both_files_and_a_card_and_a_rerun_resumes(
     card = (models / "MODEL_CARD.md").read_text()
     assert fp32.sha256 in card and "other cameras" in card and "## INT8" in card
     assert "quantize" in card  # the time of every stage
+    # Timings mean little without the machine: the card names the CPU and its bfloat16 units.
+    flags = _cpu_flags()
+    units = [n for n, f in (("AMX", "amx_tile"), ("AVX512-BF16", "avx512_bf16")) if f in flags]
+    assert f"CPU ({_cpu_model()}, {', '.join(units) or 'no bfloat16 units'}, 1 thread)" in card
     cv = fp32.contract.metrics["cross_validation"]
     assert 0.0 <= cv["pooled_aupr"] <= 1.0 and cv["other_camera"]["pooled_aupr"] >= 0.0
     state = json.loads((tmp_path / "run" / "ship_state.json").read_text())

@@ -210,9 +210,11 @@ def test_mark_is_drawn_where_the_lesion_is(qtbot, segmenter: Segmenter, folder: 
     from PySide6.QtGui import QImage
 
     image = window.canvas.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
-    pixels = np.frombuffer(image.constBits(), np.uint8).reshape(
-        image.height(), image.bytesPerLine()
-    )[:, : 3 * image.width()].reshape(image.height(), image.width(), 3)
+    pixels = (
+        np.frombuffer(image.constBits(), np.uint8)
+        .reshape(image.height(), image.bytesPerLine())[:, : 3 * image.width()]
+        .reshape(image.height(), image.width(), 3)
+    )
     yellow = (pixels[..., 0] > 220) & (pixels[..., 1] > 180) & (pixels[..., 2] < 60)
     assert yellow.sum() > 20
     window.close()

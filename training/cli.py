@@ -84,9 +84,7 @@ def finetune_main(argv: Sequence[str]) -> int:
     if test:
         device = resolve_device(config.device)
         logits = {
-            s.name: predict_logits(
-                result.net, s.image, device, window=config.eval_window
-            )
+            s.name: predict_logits(result.net, s.image, device, window=config.eval_window)
             for s in test
         }
         evaluable = [s for s in test if s.evaluable]

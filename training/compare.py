@@ -22,7 +22,6 @@ import dataclasses
 import io
 import json
 import math
-import platform
 import shlex
 import sys
 import time
@@ -65,7 +64,14 @@ from training.metrics import (
     fit_platt,
 )
 from training.pretrain import ENCODER_FILE, PretrainConfig, pretrain
-from training.runtime import format_duration, progress, reporter, resolve_device
+from training.runtime import (
+    cpu_bf16_units,
+    cpu_name,
+    format_duration,
+    progress,
+    reporter,
+    resolve_device,
+)
 
 MODES = {"seg": False, "segrec": True}  # name -> reconstruction on
 MODE_LABELS = {"seg": "segmentation only", "segrec": "segmentation + reconstruction"}
@@ -676,7 +682,9 @@ def write_tables(
 def describe_machine(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA)"
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    units = ", ".join(cpu_bf16_units()) or "no bfloat16 units"
+    threads = torch.get_num_threads()
+    return f"CPU ({cpu_name()}, {units}, {threads} thread{'s' if threads > 1 else ''})"
 
 
 # ----------------------------------------------------------------------------------------------

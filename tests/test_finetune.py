@@ -327,6 +327,64 @@ def test_resume_continues_where_it_stopped(data: LabelledSet, tmp_path: Path) ->
         finetune(dataclasses.replace(config, lr=0.5), train, tmp_path / "run", log=lambda _: None)
 
 
+def test_the_weight_average_follows_its_formula_and_ramps_up() -> None:
+    from training.ema import WeightAverage
+
+    net = build_net(small_config(reconstruction=False))
+    average = WeightAverage(net, decay=0.9)
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        for value in net.state_dict().values():
+            value.add_(1)  # every weight, batch-norm statistic and batch count moves by one
+    average.update(net, step=1000)
+    after = average.net.state_dict()
+    for key, value in start.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(after[key], value + 0.1)  # 0.9 * old + 0.1 * (old + 1)
+        else:
+            assert torch.equal(after[key], value + 1), key  # counts are copied, not averaged
+    # early on the decay is (1 + step) / (10 + step): the first step's weights weigh 0.8
+    assert average.decay_at(1) == pytest.approx(2 / 11) and average.decay_at(10**6) == 0.9
+    with pytest.raises(ValueError, match="--ema-decay"):
+        small_config(ema_decay=1.0)
+
+
+def test_an_averaged_run_resumes_exactly_and_ships_the_average(
+    data: LabelledSet, tmp_path: Path
+) -> None:
+    config = small_config(epochs=2, steps_per_epoch=2, reconstruction=False, ema_decay=0.7)
+    train = data.evaluable()
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+
+    def stop_after_first(epoch: int, net: torch.nn.Module) -> None:
+        snapshots[epoch] = {k: v.clone() for k, v in net.state_dict().items()}
+        if epoch == 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        finetune(config, train, tmp_path / "run", log=lambda _: None, on_epoch=stop_after_first)
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    # mid-run the checkpoint keeps both: the live weights train on, the average is evaluated
+    assert state["ema"] is not None
+    key = "segmentation_head.0.weight"
+    assert not torch.equal(state["ema"][key], state["model"][key])
+    torch.testing.assert_close(snapshots[1][key], state["ema"][key])  # on_epoch saw the average
+    messages: list[str] = []
+    resumed = finetune(config, train, tmp_path / "run", log=messages.append)
+    assert any("averaged" in m for m in messages)
+    straight = finetune(config, train, tmp_path / "straight", log=lambda _: None)
+    for a, b in zip(straight.net.state_dict().values(), resumed.net.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # the finished checkpoint holds the average as its model, and no second copy
+    final = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert final["ema"] is None
+    torch.testing.assert_close(final["model"][key], resumed.net.state_dict()[key])
+    plain = finetune(
+        dataclasses.replace(config, ema_decay=0.0), train, tmp_path / "plain", log=lambda _: None
+    )
+    assert not torch.allclose(plain.net.state_dict()[key], resumed.net.state_dict()[key])
+
+
 def test_a_corrupt_checkpoint_gives_a_clear_error(data: LabelledSet, tmp_path: Path) -> None:
     config = small_config(steps_per_epoch=1, reconstruction=False)
     finetune(config, data.evaluable(), tmp_path / "run", log=lambda _: None)

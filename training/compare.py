@@ -194,6 +194,9 @@ class CompareConfig:
     )
     camera_p: float = _help(0.5, "fraction of patches cut from an other-camera version")
     bf16: bool = _help(True, "bfloat16 autocast where the device computes it natively")
+    ema_decay: float = _help(
+        0.0, "average the weights over the steps with this decay (0: off; see training.ema)"
+    )
 
     def resolved_scale(self) -> Scale:
         if self.scale not in SCALES:
@@ -255,6 +258,7 @@ def finetune_config(
         camera_versions=config.camera_versions,
         camera_p=config.camera_p,
         bf16=config.bf16,
+        ema_decay=config.ema_decay,
     )
 
 

@@ -3,8 +3,10 @@
 Photos live on the training device as uint8 tensors; each step cuts lesion-biased patches
 from them by tensor slicing and augments them on the same device (`training.augment`), so no
 worker processes decode or augment anything. Every epoch writes `checkpoint.pt` (model,
-optimiser, schedule, history and the configuration) atomically; rerunning with the same
-output folder resumes from it.
+optimiser, schedule, the weight average when `--ema-decay` keeps one, history and the
+configuration) atomically; rerunning with the same output folder resumes from it. A finished
+run's checkpoint holds the weights it was evaluated on: the best validated, the average, or
+the last step's, in that order of precedence.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from training.camera_data import CameraVersion, add_camera_versions
 from training.checkpoint import FINETUNE, CheckpointError
 from training.configs import to_jsonable
 from training.data import Sample, default_cache_dir
+from training.ema import WeightAverage
 from training.losses import LossWeights, total_loss
 from training.metrics import PRHistogram
 from training.model import HemaviewNet, ModelConfig, normalise
@@ -68,6 +71,11 @@ class FinetuneConfig:
     encoder_lr_scale: float = _help(1.0, "encoder learning rate as a fraction of --lr")
     weight_decay: float = _help(1e-4, "AdamW weight decay")
     warmup_steps: int = _help(50, "linear warm-up steps before the cosine decay")
+    ema_decay: float = _help(
+        0.0,
+        "keep an exponential moving average of the weights with this decay (e.g. 0.999) and "
+        "evaluate, snapshot and export it instead of the last step's weights (0: off)",
+    )
     lesion_bias: float = _help(0.6, "fraction of patches centred on a lesion pixel")
     bce_weight: float = _help(1.0, "weight of the BCE term")
     dice_weight: float = _help(1.0, "weight of the soft Dice term")
@@ -112,6 +120,8 @@ class FinetuneConfig:
             )
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"--device must be auto, cpu or cuda, not {self.device!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"--ema-decay must be at least 0 and below 1, not {self.ema_decay}")
         if self.early_stop and not self.eval_every:
             raise ValueError("--early-stop needs --eval-every")
         self.decoder_channels = tuple(int(c) for c in self.decoder_channels)
@@ -470,12 +480,12 @@ def finetune(
             run.history.append(row)
             run.stopped = bool(config.early_stop and run.best["bad"] >= config.early_stop)
             finishing = run.stopped or run.epoch == config.epochs
-            if finishing and config.early_stop and run.best["model"] is not None:
-                _keep_best(run, log)
+            if finishing:
+                _settle_weights(run, log)
             checkpoint.save(out_dir / CHECKPOINT_FILE, _checkpoint_state(run, finishing))
             write_log(out_dir, run.history)
             if on_epoch is not None:
-                on_epoch(run.epoch, run.net)
+                on_epoch(run.epoch, run.evaluated)
                 run.net.train()
             if run.stopped:
                 log(
@@ -504,10 +514,17 @@ class _Run:
         default_factory=lambda: {"score": -math.inf, "epoch": 0, "model": None, "bad": 0}
     )
     stopped: bool = False  # stopped early
+    # the weight average while training (None when off, and once a run has finished on it)
+    ema: WeightAverage | None = None
 
     @property
     def finished(self) -> bool:
         return self.stopped or self.epoch >= self.config.epochs
+
+    @property
+    def evaluated(self) -> HemaviewNet:
+        """The weights validation, curve snapshots and the finished run use."""
+        return self.ema.net if self.ema is not None else self.net
 
     @property
     def layout(self) -> torch.memory_format:
@@ -544,6 +561,12 @@ def _open_run(
         run.stopped = bool(state.get("stopped_early"))
         if not run.finished:
             log(f"resuming {path.parent} from epoch {run.epoch} (step {run.step})")
+    if config.ema_decay and not run.finished:
+        run.ema = WeightAverage(net, config.ema_decay)
+        if state is not None and state.get("ema") is not None:
+            run.ema.load_state_dict(state["ema"])
+        elif state is not None:
+            raise CheckpointError(f"{path}: the run averages its weights but holds no average")
     return run
 
 
@@ -617,6 +640,8 @@ def _train_step(
     run.optimizer.step()
     run.schedule.step()
     run.step += 1
+    if run.ema is not None:
+        run.ema.update(run.net, run.step)
     return parts
 
 
@@ -624,11 +649,11 @@ def _evaluate(
     run: _Run, val: Sequence[Sample], row: dict[str, Any], log: Callable[[str], None]
 ) -> None:
     """Validation AUPR into the epoch's row; the best weights so far kept for early stopping."""
-    score = working_aupr(run.net, val, run.device, run.config)
+    score = working_aupr(run.evaluated, val, run.device, run.config)
     row["val_aupr"] = score
     log(f"epoch {run.epoch}: validation AUPR (working size) {score:.4f}")
     if score > run.best["score"]:
-        weights = {k: v.detach().cpu().clone() for k, v in run.net.state_dict().items()}
+        weights = {k: v.detach().cpu().clone() for k, v in run.evaluated.state_dict().items()}
         run.best = {"score": score, "epoch": run.epoch, "bad": 0, "model": weights}
     else:
         run.best["bad"] = int(run.best["bad"]) + 1
@@ -644,6 +669,17 @@ def _keep_best(run: _Run, log: Callable[[str], None]) -> None:
     )
 
 
+def _settle_weights(run: _Run, log: Callable[[str], None]) -> None:
+    """The weights a finished run keeps: the best validated ones under early stopping, else
+    the average when it keeps one (what it was evaluated on), else the last step's."""
+    if run.config.early_stop and run.best["model"] is not None:
+        _keep_best(run, log)
+    elif run.ema is not None:
+        run.net.load_state_dict(run.ema.net.state_dict())
+        log(f"keeping the weights averaged over the steps (decay {run.config.ema_decay})")
+    run.ema = None
+
+
 def _checkpoint_state(run: _Run, finishing: bool) -> dict[str, Any]:
     """What checkpoint.pt holds after an epoch (training.checkpoint.FINETUNE)."""
     best = None
@@ -653,7 +689,9 @@ def _checkpoint_state(run: _Run, finishing: bool) -> dict[str, Any]:
         **FINETUNE.stamp(),
         "config": to_jsonable(run.config),
         "model_config": to_jsonable(run.net.config),
+        # a finished run's weights are what it was evaluated on (averaged, or the best)
         "model": {k: v.detach().cpu() for k, v in run.net.state_dict().items()},
+        "ema": run.ema.state_dict() if run.ema is not None else None,
         # a finished run will not step again: its checkpoint keeps the weights only
         # (a third of the size; a cross-validation keeps one per fold)
         "optimizer": None if finishing else run.optimizer.state_dict(),

@@ -513,7 +513,14 @@ def model_card(
         f"- Loss: BCE + soft Dice over the field of view; {ft.crop_size}-px patches, "
         f"{int(ft.lesion_bias * 100)}% centred on a lesion, rotation/zoom/colour augmentation on "
         f"tensors; AdamW, lr {ft.lr:g}, cosine; {ft.epochs} epochs x {ft.steps_per_epoch} steps x "
-        f"batch {ft.batch_size}; {precision_note(device, ft.bf16)}.",
+        f"batch {ft.batch_size}; {precision_note(device, ft.bf16)}"
+        + (
+            f"; the weights shipped (and cross-validated) are an exponential moving average "
+            f"over the steps, decay {ft.ema_decay:g}"
+            if ft.ema_decay
+            else ""
+        )
+        + ".",
         (
             f"- Other cameras: {ft.camera_versions} versions of each photo as another camera "
             "would take it (white balance, gamma, one side darker, vignetting, flare, grey "

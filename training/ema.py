@@ -4,7 +4,7 @@ On 53 photos the last step's weights are one noisy draw: cross-validated AUPR mo
 0.05-0.1 between neighbouring snapshots of one run (the model card's curve). Averaging the
 weights over the last thousand or so steps keeps what the steps agree on and smooths what
 the last few patches pulled in, at the cost of one copy of the weights and an in-place lerp
-per step (a few milliseconds against a step of several hundred on this CPU).
+per step (12.5 M weights: about 12 ms on one core of this CPU, against a 160 ms step).
 """
 
 from __future__ import annotations

@@ -310,6 +310,9 @@ def test_resume_continues_where_it_stopped(data: LabelledSet, tmp_path: Path) ->
         finetune(config, train, tmp_path / "run", log=lambda _: None, on_epoch=stop_after_first)
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert (state["epoch"], state["step"]) == (1, 2)
+    # a checkpoint from before a setting existed resumes as that setting's default
+    del state["config"]["ema_decay"]
+    torch.save(state, tmp_path / "run" / "checkpoint.pt")
     messages: list[str] = []
     resumed = finetune(config, train, tmp_path / "run", log=messages.append)
     assert any("resuming" in m and "epoch 1" in m for m in messages)

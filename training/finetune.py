@@ -544,6 +544,9 @@ def _open_run(
     state: dict[str, Any] | None = None
     if path.exists():
         state = load_checkpoint(path)
+        # a setting the checkpoint does not name came after it, and its default is how that
+        # older code ran (--ema-decay 0: no average)
+        state["config"] = {**to_jsonable(FinetuneConfig()), **state["config"]}
         checkpoint.refuse_other_run(path, state, to_jsonable(config), FINETUNE, train_names=names)
     layout = memory_format(device, config.bf16)
     net = build_net(config, load_init=state is None).to(device).to(memory_format=layout)

@@ -3,6 +3,7 @@ resumes instead of redoing what is finished."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -82,3 +83,20 @@ def test_ship_makes_both_files_and_a_card_and_a_rerun_resumes(
     assert "already this model; kept" in printed and "already this model's INT8" in printed
     assert checkpoint.stat().st_mtime_ns == before[0]
     assert (models / "hemorrhage-int8.onnx").read_bytes() == before[1]
+    assert "three mirror images" in card  # mirror averaging is on by default
+
+    # without mirror averaging: the folds predict again from their checkpoints, nothing
+    # trains again, and the file, its calibration and its INT8 sibling are made again
+    folds = sorted((tmp_path / "run" / "compare" / "random-seg").glob("fold*/checkpoint.pt"))
+    fold_times = [p.stat().st_mtime_ns for p in folds]
+    fp32_before = model_path.read_bytes()
+    ship(dataclasses.replace(config, mirror_average=False))
+    printed = capsys.readouterr().out
+    assert "predicting again from the folds' checkpoints" in printed
+    assert [p.stat().st_mtime_ns for p in folds] == fold_times
+    assert checkpoint.stat().st_mtime_ns == before[0]
+    assert model_path.read_bytes() != fp32_before
+    assert (models / "hemorrhage-int8.onnx").read_bytes() != before[1]
+    single = ModelFile.open(model_path).contract
+    assert single.training_config["ship"]["mirror_average"] is False
+    assert "one pass of the network" in (models / "MODEL_CARD.md").read_text()

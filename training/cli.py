@@ -118,9 +118,17 @@ def export_main(argv: Sequence[str]) -> int:
         default=None,
         help="a compare result.json: take temperature, bias, threshold and metrics from it",
     )
+    parser.add_argument(
+        "--mirror-average",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average the photo's mirror images in the graph (default: as the --calibration "
+        "run predicted, else off)",
+    )
     parser.add_argument("--model-version", default="dev")
     args = parser.parse_args(argv)
     from inference.contract import PreprocessRecipe
+    from training.compare import PREDICTION_FILE
 
     net, config, state = net_from_checkpoint(args.checkpoint)
     info = ExportInfo(
@@ -140,6 +148,14 @@ def export_main(argv: Sequence[str]) -> int:
         info.bias = float(raw["calibration"]["bias"])
         info.default_threshold = float(raw["metrics"]["threshold"])
         info.metrics = {"cross_validation": raw["metrics"]}
+        # the calibration was fitted on predictions made one way; the graph must make them so
+        predicted = args.calibration.parent / PREDICTION_FILE
+        info.mirror_average = bool(
+            predicted.is_file() and json.loads(predicted.read_text()).get("mirror_average")
+        )
+    if args.mirror_average is not None:
+        info.mirror_average = args.mirror_average
+    info.training_config = {**(info.training_config or {}), "mirror_average": info.mirror_average}
     contract = export_model(net, args.out, PreprocessRecipe(working_size=config.working_size), info)
     print(f"wrote {args.out} (SHA-256 {contract.sha256})")
     return 0

@@ -197,6 +197,11 @@ class CompareConfig:
     ema_decay: float = _help(
         0.0, "average the weights over the steps with this decay (0: off; see training.ema)"
     )
+    mirror_average: bool = _help(
+        True,
+        "predict each photo as the mean of it and its three mirror images, as the exported "
+        "graph then does (4x the model's work per photo; see training.model.mirror_average)",
+    )
 
     def resolved_scale(self) -> Scale:
         if self.scale not in SCALES:
@@ -356,6 +361,7 @@ def run_config(
     """Cross-validate one configuration (resuming whatever is already on disk)."""
     folder = out / spec.name
     result_path = folder / "result.json"
+    _match_predictions(folder, config)
     if result_path.is_file():
         return load_run_result(result_path, folder)
     t0 = time.perf_counter()
@@ -377,14 +383,22 @@ def run_config(
             train,
             folder / f"fold{k}",
             log=log,
-            on_epoch=_curve_snapshot(folder, test, ft_config, device),
+            on_epoch=_curve_snapshot(folder, test, ft_config, device, config.mirror_average),
             cache_dir=_cache_dir(config),
         )
         train_s += run.wall_s
         t1 = time.perf_counter()
         with progress(len(todo), "photos", f"{spec.name}: fold {k + 1} predicting") as bar:
             for sample in todo:
-                _predict_held_out(run.net, sample, data, folder, device, ft_config.eval_window)
+                _predict_held_out(
+                    run.net,
+                    sample,
+                    data,
+                    folder,
+                    device,
+                    ft_config.eval_window,
+                    config.mirror_average,
+                )
                 bar.update(1)
         predict_s += time.perf_counter() - t1
     evaluable = [s for s in data.samples if s.evaluable]
@@ -431,15 +445,51 @@ def run_config(
     return run_result
 
 
+PREDICTION_FILE = "prediction.json"
+
+
+def _match_predictions(folder: Path, config: CompareConfig) -> None:
+    """Make the saved out-of-fold predictions those `config` asks for.
+
+    Predictions made another way (with or without mirror averaging; a folder from before the
+    setting existed predicted without it) are removed, with the result computed from them,
+    so the finished folds' checkpoints predict again rather than train again. The curve's
+    snapshots were taken while training and stay as they were.
+    """
+    wanted = {"mirror_average": config.mirror_average}
+    path = folder / PREDICTION_FILE
+    saved = json.loads(path.read_text()) if path.is_file() else None
+    made = sorted((folder / "oof").glob("*.npy")) if folder.is_dir() else []
+    if saved is None and made:
+        saved = {"mirror_average": False}
+    if saved is not None and saved != wanted and made:
+        log(
+            f"{folder.name}: out-of-fold predictions were made with {saved}, not {wanted}; "
+            "predicting again from the folds' checkpoints"
+        )
+        (folder / "result.json").unlink(missing_ok=True)
+        for kind in ("oof", "oof-camera"):
+            for old in (folder / kind).glob("*"):
+                old.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(wanted) + "\n")
+
+
 def _predict_held_out(
-    net: Any, sample: Sample, data: LabelledSet, folder: Path, device: torch.device, window: int
+    net: Any,
+    sample: Sample,
+    data: LabelledSet,
+    folder: Path,
+    device: torch.device,
+    window: int,
+    mirror: bool,
 ) -> None:
     """A held-out photo's out-of-fold logits, as taken and through another camera."""
-    logits = predict_logits(net, sample.image, device, window=window)
+    logits = predict_logits(net, sample.image, device, window=window, mirror=mirror)
     if sample.evaluable:
         # the same photo through another camera, as the clinic would preprocess it
         image, geometry, _ = other_camera_photo(sample, data.recipe, camera_position(data, sample))
-        camera = predict_logits(net, image, device, window=window)
+        camera = predict_logits(net, image, device, window=window, mirror=mirror)
         _save_logits(oof_path(folder, sample.name, "oof-camera"), camera)
         atomic_write_text(
             oof_path(folder, sample.name, "oof-camera").with_suffix(".json"),
@@ -449,7 +499,11 @@ def _predict_held_out(
 
 
 def _curve_snapshot(
-    folder: Path, test: Sequence[Sample], config: FinetuneConfig, device: torch.device
+    folder: Path,
+    test: Sequence[Sample],
+    config: FinetuneConfig,
+    device: torch.device,
+    mirror: bool,
 ) -> Any:
     """An on_epoch callback saving the held-out photos' logits at the curve's epochs."""
 
@@ -459,7 +513,9 @@ def _curve_snapshot(
         step = epoch * config.steps_per_epoch
         for sample in test:
             if sample.evaluable:
-                logits = predict_logits(net, sample.image, device, window=config.eval_window)
+                logits = predict_logits(
+                    net, sample.image, device, window=config.eval_window, mirror=mirror
+                )
                 _save_logits(oof_path(folder, sample.name, f"curve/{step}"), logits)
 
     return snapshot

@@ -46,6 +46,8 @@ class ExportInfo:
     training_config: dict[str, Any] | None = None
     temperature: float = 1.0
     bias: float = 0.0
+    # average the photo's mirror images inside the graph (training.model.mirror_average)
+    mirror_average: bool = False
 
 
 def git_commit() -> str:
@@ -86,7 +88,16 @@ def export_model(
 
     info = info or ExportInfo()
     out_path = Path(out_path)
-    wrapper = PixelInputWrapper(net, temperature=info.temperature, bias=info.bias).cpu().eval()
+    wrapper = (
+        PixelInputWrapper(
+            net,
+            temperature=info.temperature,
+            bias=info.bias,
+            mirror_average=info.mirror_average,
+        )
+        .cpu()
+        .eval()
+    )
     size = 256  # export size; parity is checked at another
     example = torch.randint(0, 256, (1, size, size, 3), dtype=torch.uint8)
     contract = ModelContract(

@@ -36,7 +36,7 @@ from training.data import Sample, default_cache_dir
 from training.ema import WeightAverage
 from training.losses import LossWeights, total_loss
 from training.metrics import PRHistogram
-from training.model import HemaviewNet, ModelConfig, normalise
+from training.model import HemaviewNet, ModelConfig, mirror_average, normalise
 from training.runtime import autocast, memory_format, precision_note, progress, resolve_device
 from training.weights import build_net
 
@@ -386,12 +386,14 @@ def predict_logits(
     window: int = 0,
     overlap: float = 0.25,
     bf16: bool = False,
+    mirror: bool = False,
 ) -> np.ndarray:
     """(S, S, 3) uint8 working image -> (S, S) float32 logits; whole image or sliding window.
 
     float32 unless asked: the clinic runs the exported float32 graph, and figures must be of
     what it runs. bfloat16 logits carry 8 bits of mantissa, which ties most pixels of a
-    photo's map and lowers its AUPR, so evaluation never uses it.
+    photo's map and lowers its AUPR, so evaluation never uses it. `mirror` averages the
+    photo's mirror images as a graph exported with `mirror_average` does.
     """
     device = torch.device(device)
     was_training = net.training
@@ -400,20 +402,23 @@ def predict_logits(
         torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device), net.config
     ).contiguous(memory_format=memory_format(device, bf16))  # (1, 3, S, S)
     size = x.shape[-1]
-    with autocast(device, bf16):
+
+    def run(batch: torch.Tensor) -> torch.Tensor:  # (B, 3, S, S) -> (B, 1, S, S) logits
         if not window or window >= size:
-            logits = net(x)[0].float()
-        else:
-            stride = max(int(window * (1 - overlap)), 32)
-            starts = [*range(0, size - window, stride), size - window]
-            total = torch.zeros((1, 1, size, size), device=device)
-            count = torch.zeros_like(total)
-            for y in starts:
-                for x0 in starts:
-                    tile = net(x[:, :, y : y + window, x0 : x0 + window])[0].float()
-                    total[:, :, y : y + window, x0 : x0 + window] += tile
-                    count[:, :, y : y + window, x0 : x0 + window] += 1
-            logits = total / count
+            return net(batch)[0].float()
+        stride = max(int(window * (1 - overlap)), 32)
+        starts = [*range(0, size - window, stride), size - window]
+        total = torch.zeros((batch.shape[0], 1, size, size), device=device)
+        count = torch.zeros_like(total)
+        for y in starts:
+            for x0 in starts:
+                tile = net(batch[:, :, y : y + window, x0 : x0 + window])[0].float()
+                total[:, :, y : y + window, x0 : x0 + window] += tile
+                count[:, :, y : y + window, x0 : x0 + window] += 1
+        return total / count
+
+    with autocast(device, bf16):
+        logits = mirror_average(run, x) if mirror else run(x)
     net.train(was_training)
     return logits[0, 0].float().cpu().numpy()
 

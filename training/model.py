@@ -8,6 +8,7 @@ could copy the input through the shallow layers and teach the encoder nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import segmentation_models_pytorch as smp
@@ -97,11 +98,38 @@ class HemaviewNet(nn.Module):
         return logits, recon
 
 
+# The photo as taken and its three mirror images, as the dims of (N, C, H, W) to flip.
+MIRRORS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
+
+
+def mirror_average(
+    forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+) -> torch.Tensor:
+    """The mean of `forward` (N, C, H, W) -> (N, K, H, W) over `x` and its mirror images,
+    each output mirrored back.
+
+    A haemorrhage has no handedness and a mirrored fundus photo is a plausible photo of the
+    other eye, so the four passes are four honest looks at one photo; averaging their logits
+    cut false positives out of fold (pooled AUPR +0.009, see the model card). The four go
+    through `forward` as one batch of 4N, which a GPU runs nearly as fast as N.
+    """
+    n = x.shape[0]
+    batch = torch.cat([x.flip(dims) if dims else x for dims in MIRRORS], dim=0)
+    out = forward(batch)
+    looks = [out[i * n : (i + 1) * n] for i in range(len(MIRRORS))]
+    return sum(
+        (look.flip(dims) if dims else look for look, dims in zip(looks, MIRRORS, strict=True)),
+        torch.zeros_like(looks[0]),
+    ) / len(MIRRORS)
+
+
 class PixelInputWrapper(nn.Module):
     """What is exported: uint8 RGB (N, H, W, 3) -> probability (N, 1, H, W).
 
     Normalisation and the sigmoid live in the graph, so clients send bytes (4x smaller
-    than float32 over the wire) and get calibrated probabilities back.
+    than float32 over the wire) and get calibrated probabilities back. With
+    `mirror_average` the graph also averages the photo's mirror images (`mirror_average`),
+    so every backend (CPU, CUDA, Triton) runs exactly what was cross-validated.
     """
 
     mean: torch.Tensor
@@ -109,9 +137,17 @@ class PixelInputWrapper(nn.Module):
     temperature: torch.Tensor
     bias: torch.Tensor
 
-    def __init__(self, net: HemaviewNet, temperature: float = 1.0, bias: float = 0.0):
+    def __init__(
+        self,
+        net: HemaviewNet,
+        temperature: float = 1.0,
+        bias: float = 0.0,
+        *,
+        mirror_average: bool = False,
+    ):
         super().__init__()
         self.net = net
+        self.mirror_average = mirror_average
         mean = torch.tensor(net.config.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
         std = torch.tensor(net.config.std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
         self.register_buffer("mean", mean)
@@ -123,7 +159,10 @@ class PixelInputWrapper(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         x = pixels.permute(0, 3, 1, 2).to(torch.float32)  # (N, 3, H, W) in 0..255
         x = (x - self.mean) / self.std
-        logits, _ = self.net(x)  # (N, 1, H, W)
+        if self.mirror_average:
+            logits = mirror_average(lambda batch: self.net(batch)[0], x)
+        else:
+            logits, _ = self.net(x)  # (N, 1, H, W)
         return torch.sigmoid(logits / self.temperature + self.bias)
 
 

@@ -176,10 +176,17 @@ def ship(config: ShipConfig) -> Path:
     model_path = Path(config.model_out)
     card_path = Path(config.card_out) if config.card_out else model_path.parent / "MODEL_CARD.md"
     checkpoint_sha = _sha256(out / "final" / "checkpoint.pt")
+    # what the file is made from besides the weights: the graph and its calibration
+    made_from = {
+        "mirror_average": config.mirror_average,
+        "calibration": dataclasses.asdict(best.calibration),
+        "threshold": float(best.metrics["threshold"]),
+    }
     previous = stages.done("export")
     if (
         previous
         and previous.get("checkpoint_sha256") == checkpoint_sha
+        and previous.get("made_from") == made_from
         and model_path.is_file()
         and _sha256(model_path) == previous.get("model_file_sha256")
     ):
@@ -196,6 +203,7 @@ def ship(config: ShipConfig) -> Path:
             model_sha256=contract_sha,
             model_file_sha256=_sha256(model_path),
             checkpoint_sha256=checkpoint_sha,
+            made_from=made_from,
             verify_predict_s=verify_s,
         )
 
@@ -305,6 +313,8 @@ def export_best(
         },
         temperature=best.calibration.temperature,
         bias=best.calibration.bias,
+        # the out-of-fold figures and the calibration are of mirror-averaged predictions
+        mirror_average=config.mirror_average,
     )
     recipe = PreprocessRecipe(working_size=ft.working_size)
     contract = export_model(net.cpu().eval(), model_path, recipe, info)
@@ -529,6 +539,13 @@ def model_card(
             f"{ft.camera_p:.0%} of patches are cut from them."
             if ft.camera_versions
             else "- No other-camera versions of the photos."
+        ),
+        (
+            "- Prediction: the mean of the logits of the photo and its three mirror images "
+            "(left-right, up-down, both), inside the graph, so every backend runs it and the "
+            "figures below are of it; it costs four passes of the network per photo."
+            if config.mirror_average
+            else "- Prediction: one pass of the network per photo."
         ),
         f"- Selection: {len(outcome.folds)}-fold cross-validation by photo (seeded, stratified by "
         f"lesion burden); the configuration with the best pooled AUPR was refitted on all photos.",

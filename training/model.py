@@ -110,8 +110,9 @@ def mirror_average(
 
     A haemorrhage has no handedness and a mirrored fundus photo is a plausible photo of the
     other eye, so the four passes are four honest looks at one photo; averaging their logits
-    cut false positives out of fold (pooled AUPR +0.009, see the model card). The four go
-    through `forward` as one batch of 4N, which a GPU runs nearly as fast as N.
+    raised out-of-fold pooled AUPR by 0.004 and 0.009 on two cross-validated runs and cut false
+    positives (the model card's experiment notes). The four go through `forward` as one batch
+    of 4N, which keeps a GPU busy rather than waiting on four small launches.
     """
     n = x.shape[0]
     batch = torch.cat([x.flip(dims) if dims else x for dims in MIRRORS], dim=0)

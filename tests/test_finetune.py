@@ -581,7 +581,7 @@ def test_export_of_the_fine_tuned_net_runs_in_the_clinic(data: LabelledSet, tmp_
 
 
 def test_a_tiny_comparison_writes_its_tables_and_curves(cache_dir: Path, tmp_path: Path) -> None:
-    from training.compare import CompareConfig, run_compare
+    from training.compare import CompareConfig, load_out_of_fold, run_compare
 
     config = CompareConfig(
         out=str(tmp_path / "compare"),
@@ -615,6 +615,12 @@ def test_a_tiny_comparison_writes_its_tables_and_curves(cache_dir: Path, tmp_pat
     assert (tmp_path / "compare" / "random-seg" / "pr_curve.png").is_file()
     folds = json.loads((tmp_path / "compare" / "folds.json").read_text())["folds"]
     assert sorted(n for fold in folds for n in fold) == ["IDRiD_01", "IDRiD_02", "IDRiD_03"]
+    # every held-out photo's logits come back with the geometry that maps them to its pixels
+    for sample in outcome.data.evaluable():
+        logits, geometry = load_out_of_fold(tmp_path / "compare" / "random-seg", sample.name)
+        assert logits.shape == (SIZE, SIZE) and logits.dtype == np.float32
+        assert geometry == sample.geometry
+        assert geometry.to_full(logits).shape == (geometry.full_height, geometry.full_width)
     # rerunning finds everything done and changes nothing
     again = run_compare(config)
     assert again.results[0].metrics == metrics

@@ -344,6 +344,20 @@ def _save_logits(path: Path, logits: np.ndarray) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def load_out_of_fold(folder: Path, name: str, kind: str = "oof") -> tuple[np.ndarray, Geometry]:
+    """A photo's saved out-of-fold logits (float32, working size) and the geometry that maps
+    them to the photo's full resolution (`Geometry.to_full`)."""
+    path = oof_path(folder, name, kind)
+    geometry_path = path.with_suffix(".json")
+    if not geometry_path.is_file():
+        raise FileNotFoundError(
+            f"{geometry_path}: no geometry beside the out-of-fold logits (a run from before "
+            "they were saved; predict again from the folds' checkpoints)"
+        )
+    geometry = Geometry.from_dict(json.loads(geometry_path.read_text()))
+    return np.load(path).astype(np.float32), geometry
+
+
 def curve_epochs(epochs: int) -> list[int]:
     """Where the AUPR-against-steps curve samples a run (its end is the run's own result)."""
     return sorted({max(1, round(epochs * f)) for f in (1 / 8, 1 / 4, 1 / 2, 3 / 4)} - {epochs})
@@ -495,6 +509,11 @@ def _predict_held_out(
             oof_path(folder, sample.name, "oof-camera").with_suffix(".json"),
             json.dumps(geometry.to_dict()),
         )
+    # where the working map sits in the photo, so an analysis can go back to full resolution
+    # without preprocessing the photo again (see load_out_of_fold)
+    atomic_write_text(
+        oof_path(folder, sample.name).with_suffix(".json"), json.dumps(sample.geometry.to_dict())
+    )
     _save_logits(oof_path(folder, sample.name), logits)  # last: marks the photo done
 
 

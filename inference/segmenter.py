@@ -83,6 +83,21 @@ class Segmenter:
     def device_reason(self) -> str:
         return self.backend.reason
 
+    @property
+    def cache_key(self) -> str:
+        """The model SHA-256 this segmenter's predictions are cached under: every put and
+        every lookup of a prediction cache uses this, never the SHA-256 of the file that ran.
+
+        It is the fp32 model this one stands for, so an INT8 result made here and an fp32
+        result from a Triton server share one entry. They are one model at two precisions
+        (inference.model_choice runs the INT8 file only when it was made from this very fp32
+        file and passed its quality check), so either is the suggestion to show; keyed by
+        the file that ran, every photo the server annotated would run again here when
+        opened and be sent again at the next pre-annotation. Which file ran, and where,
+        stays in the provenance (and so in the label record) that the entry keeps.
+        """
+        return self.source_model.sha256
+
     def prepare(
         self, source: PhotoSource | Photo, *, force: bool = False
     ) -> tuple[Photo, Preprocessed, dict[str, float]]:

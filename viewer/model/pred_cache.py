@@ -1,9 +1,12 @@
 """Predictions kept on disk, so that reopening a folder never runs the model again. Qt-free.
 
-An entry is keyed by the photo's SHA-256 (of its file bytes) and the model's SHA-256, and
-holds what `Segmenter.rebuild` needs: the model's working-size map (float16 .npy, ~2 MB)
-and the geometry and provenance (JSON). Rebuilding a full-resolution Prediction from it is
-resampling and lesion labelling, tens of milliseconds, against seconds for a model run.
+An entry is keyed by the photo's SHA-256 (of its file bytes) and a model key, the
+`Segmenter.cache_key` of the segmenter that made it (the fp32 model it stands for: an INT8
+result here and an fp32 one from a Triton server share an entry; inference/segmenter.py says
+why). It holds what `Segmenter.rebuild` needs: the model's working-size map (float16 .npy,
+~2 MB) and the geometry and provenance (JSON, which says which model file ran, and where).
+Rebuilding a full-resolution Prediction from it is resampling and lesion labelling, tens of
+milliseconds, against seconds for a model run.
 
 The .npy is written first and the JSON last, each atomically: the JSON, which carries the
 .npy's SHA-256, is the commit marker. Anything that does not check out is removed and
@@ -125,7 +128,8 @@ class PredictionCache:
             s = meta["summary"]
             return PredictionSummary(
                 photo_sha256=photo_sha,
-                model_sha256=model_sha,
+                # the file that ran, as PredictionSummary.of says for a fresh prediction
+                model_sha256=str(meta["provenance"]["model_sha256"]),
                 lesion_count=int(s["lesion_count"]),
                 uncertainty=float(s["uncertainty"]),
                 threshold=float(s["threshold"]),
@@ -182,14 +186,20 @@ class PredictionCache:
 
     # -- writing -------------------------------------------------------------------------
 
-    def put(self, prediction: Prediction) -> bool:
+    def put(self, prediction: Prediction, model_sha: str | None = None) -> bool:
         """Keep a prediction; returns False when it was already cached or could not be written.
+
+        `model_sha` is the key to file it under: the `cache_key` of the Segmenter that made
+        it, which its lookups use. Left out, it is the model file that ran (the
+        provenance's): that is the key only for a segmenter that runs the very file it
+        stands for, never for one whose INT8 file stands in for an fp32 model.
 
         A cache that cannot be written (a full disk, a read-only home) only makes the next
         opening slower, so write failures are swallowed.
         """
         prov = prediction.provenance
-        photo_sha, model_sha = prov.photo_sha256, prov.model_sha256
+        photo_sha = prov.photo_sha256
+        model_sha = prov.model_sha256 if model_sha is None else model_sha
         npy, meta_path = self._paths(photo_sha, model_sha)
         working = np.ascontiguousarray(prediction.working, dtype=np.float16)
         buffer = io.BytesIO()

@@ -227,7 +227,7 @@ class ReviewSession:
         """Rebuilt from the cache (tens of milliseconds), or None on a miss."""
         if self.segmenter is None or self.cache is None or not photo.sha256:
             return None
-        hit = self.cache.get(photo.sha256, self.segmenter.model.sha256)
+        hit = self.cache.get(photo.sha256, self.segmenter.cache_key)
         if hit is None:
             return None
         return self.segmenter.rebuild(photo, hit.geometry, hit.working, hit.provenance)
@@ -243,7 +243,7 @@ class ReviewSession:
         # prediction gives the same map.
         fresh = self.segmenter.predict(path, force=force)
         if self.cache is not None:
-            self.cache.put(fresh)
+            self.cache.put(fresh, self.segmenter.cache_key)
         # What the cache gives back later, so that first opening and reopening show the
         # same overlay to the last pixel.
         return self.segmenter.rebuild(photo, fresh.geometry, fresh.working, fresh.provenance)

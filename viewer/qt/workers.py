@@ -205,7 +205,7 @@ class PreannotationJob(QObject):
         thread.progress_.emit(done, total)
 
     def _run(self, thread: _PreannotationThread) -> None:
-        model_sha = self.segmenter.model.sha256
+        model_sha = self.segmenter.cache_key  # one key for lookups and puts, whatever ran
         while not self._cancel.is_set():
             batch = self._take()
             if not batch:
@@ -238,7 +238,7 @@ class PreannotationJob(QObject):
                     path = str(source)
                     if isinstance(outcome, Prediction):
                         if self.cache is not None:
-                            self.cache.put(outcome)
+                            self.cache.put(outcome, model_sha)
                         thread.result_.emit(path, PredictionSummary.of(outcome))
                     else:
                         assert isinstance(outcome, PhotoFailure)

@@ -6,6 +6,7 @@ non-ASCII paths on Windows, and Korean file names are normal in our clinics.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -28,6 +29,19 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".di
 _PIL_FORMATS = {"JPEG", "MPO", "PNG", "TIFF", "BMP", "WEBP"}
 
 _EXPECTED = "expected JPEG, PNG, TIFF, BMP or DICOM"
+
+# Pillow's own words ("image file is truncated (1 bytes not processed)") mean nothing to a
+# clinic; the usual cause is a photo still being copied from the camera or the share.
+_TRUNCATED = (
+    "the file is incomplete (truncated): it ends before its image does; it may still be "
+    "copying, or was cut short when it was copied or saved"
+)
+
+#: What the viewer and the CLI say about a photo without colour (Photo.warnings).
+NO_COLOUR_WARNING = (
+    "the photo has no colour (greyscale or red-free); the model was trained on colour "
+    "photos and finds fewer lesions on it"
+)
 
 # What Pillow raises on damaged data besides OSError (struct.error, EOFError, IndexError...).
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, struct.error)
@@ -57,6 +71,39 @@ class Photo:
     @property
     def reduced(self) -> bool:
         return self.full_size is not None and self.full_size[0] != self.rgb.shape[1]
+
+    @functools.cached_property
+    def no_colour(self) -> bool:
+        """True for a grey or red-free photo, also one stored as three equal channels."""
+        return lacks_colour(self.rgb)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What a reviewer should know before trusting the model on this photo, in words."""
+        return (NO_COLOUR_WARNING,) if self.no_colour else ()
+
+
+def lacks_colour(rgb: np.ndarray) -> bool:
+    """True when an RGB photo carries one picture, not three: equal channels (a grey or
+    red-free photo saved as RGB; JPEG leaves them a few levels apart) or a single lit channel
+    (red-free kept as its green channel). A colour fundus photo is far from both: its red
+    channel is the brightest by a wide margin.
+
+    Judged on about 65,000 pixels spread over the photo (a few milliseconds for 12 MP, next
+    to the 100 or more its decoding takes); the black surround says nothing about colour and
+    is left out.
+    """
+    height, width = rgb.shape[:2]
+    step = max(1, int(np.sqrt(height * width / 65_536)))
+    # each pixel's channels in ascending order (sorting 3 values beats max and min here)
+    sample = np.sort(rgb[::step, ::step].reshape(-1, 3), axis=1).astype(np.int16)
+    lit = sample[sample[:, 2] > 24]
+    if len(lit) < 100:
+        return False  # (nearly) black: nothing to judge; the fundus check refuses it
+    tolerance = 12
+    equal = np.mean(lit[:, 2] - lit[:, 0] <= tolerance)
+    single = np.mean(lit[:, 1] <= tolerance)
+    return bool(max(equal, single) >= 0.99)
 
 
 def is_photo_path(path: str | os.PathLike[str]) -> bool:
@@ -274,7 +321,7 @@ def _decode_pillow(
         raise ImageReadError(f"{name}: the image is too large to open ({exc})") from None
     except _DECODE_ERRORS as exc:
         if "truncated" in str(exc).lower():
-            raise ImageReadError(f"{name}: the file is truncated or damaged ({exc})") from None
+            raise ImageReadError(f"{name}: {_TRUNCATED}") from None
         raise ImageReadError(f"{name}: damaged image file ({exc})") from None
     fmt = im.format or "?"
     if fmt not in _PIL_FORMATS:
@@ -297,7 +344,7 @@ def _decode_pillow(
         message = str(exc)
         lowered = message.lower()
         if any(w in lowered for w in ("truncated", "broken data stream", "premature", "eof")):
-            raise ImageReadError(f"{name}: the file is truncated or damaged ({message})") from None
+            raise ImageReadError(f"{name}: {_TRUNCATED}") from None
         if fmt in ("TIFF", "PNG"):  # a compression or layout Pillow lacks: libtiff/libpng may
             return (*_decode_opencv(data, name, fmt, _exif_orientation(im)), None)
         raise ImageReadError(f"{name}: damaged image file ({message})") from None

@@ -618,3 +618,39 @@ def test_a_jpeg_cut_inside_its_header_is_called_truncated(tmp_path: Path) -> Non
     data = idrid_photo(3).read_bytes()
     path = _write(tmp_path / "cut-early.jpg", data[:30_000])
     assert "truncated" in _refusal(path)
+
+
+# --- photos without colour -----------------------------------------------------------------
+
+
+def test_a_grey_or_red_free_photo_is_flagged_however_it_is_stored(tmp_path: Path) -> None:
+    colour = Image.open(IDRID_PHOTO).reduce(2)
+    green = np.asarray(colour)[:, :, 1]
+    red_free_rgb = np.zeros((*green.shape, 3), np.uint8)
+    red_free_rgb[:, :, 1] = green  # red-free kept as the green channel of a colour file
+    stored = {
+        "grey.jpg": _pil_bytes(colour.convert("L"), "JPEG", quality=90),
+        # three channels, one picture: what many cameras write for a red-free photo
+        "grey-as-rgb.jpg": _pil_bytes(colour.convert("L").convert("RGB"), "JPEG", quality=75),
+        "grey-as-rgb.png": _pil_bytes(Image.fromarray(green).convert("RGB"), "PNG"),
+        "green-only.jpg": _pil_bytes(Image.fromarray(red_free_rgb), "JPEG", quality=90),
+    }
+    for name, data in stored.items():
+        photo = read_photo(_write(tmp_path / name, data), min_side=500)
+        assert photo.no_colour, name
+        assert photo.warnings == (
+            "the photo has no colour (greyscale or red-free); the model was trained on "
+            "colour photos and finds fewer lesions on it",
+        ), name
+    for number in (1, 2, 43):
+        photo = read_photo(idrid_photo(number))
+        assert not photo.no_colour and photo.warnings == (), number
+
+
+def test_a_truncated_jpeg_is_called_incomplete_in_plain_words(tmp_path: Path) -> None:
+    data = idrid_photo(4).read_bytes()
+    for cut in (1, len(data) // 2):  # the last byte missing: a copy that has not finished
+        message = _refusal(_write(tmp_path / "copying.jpg", data[:-cut]))
+        assert "copying.jpg: the file is incomplete (truncated)" in message
+        assert "still be copying" in message
+        assert "bytes not processed" not in message and "image file is" not in message

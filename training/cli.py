@@ -15,6 +15,9 @@ hemaview-train export CHECKPOINT OUT.onnx
 hemaview-train quantize MODEL.onnx OUT.onnx [--calibration-photos N] [--eval-photos N]
                                    static INT8 quantisation calibrated on real photos, with
                                    the AUPR and speed of both and whether to ship it
+hemaview-train fp-analysis RUN     where a compared configuration's out-of-fold false
+                                   positives sit (rim, disc, macula, vessels), their sizes and
+                                   the lesion-level operating curve (training.fp_analysis)
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 
 from inference.errors import HemaviewError
 
-COMMANDS = ("pretrain", "finetune", "compare", "ship", "export", "quantize")
+COMMANDS = ("pretrain", "finetune", "compare", "ship", "export", "quantize", "fp-analysis")
 
 
 def finetune_main(argv: Sequence[str]) -> int:
@@ -214,6 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from training.quantize import quantize_main
 
             return quantize_main(rest)
+        if command == "fp-analysis":
+            from training.fp_analysis import fp_analysis_main
+
+            return fp_analysis_main(rest)
         return export_main(rest)
     except (HemaviewError, FileNotFoundError, ValueError) as exc:
         # errors meant for the person running the command: the message, not a traceback

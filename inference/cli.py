@@ -2,8 +2,17 @@
 
 For each photo X it writes, in the output folder: `X_HE.png` (the label at the model's
 threshold), `X_prob.png` (the probability as 8-bit grey, 255 = 1.0) and `X.json`
-(provenance). Every file is written atomically. It carries on past bad photos, lists
-each failure with its reason at the end, and exits 1 if any photo failed.
+(provenance). A photo found in a sub-folder (--recursive) writes into the same sub-folder of
+the output folder. Every file is written atomically. It carries on past bad photos, lists
+each failure with its reason at the end, and exits 1 if any photo failed; 2 for a usage
+problem, found before any model runs (photos that would overwrite each other's results, an
+--out that is a file or cannot be written).
+
+A label already in the output folder is replaced only while it is an untouched model
+suggestion: a reviewer's label, another photo's label or a file that is not a Hemaview label
+is left as it is, and the photo is skipped (said per photo and in the summary; a skip is not a
+failure). `--beside-reviewed` writes the new suggestion into a `model-suggestions` sub-folder
+instead (see inference/labels/guard.py, which also says what the check cannot promise).
 
 With `--remote HOST:PORT` the photos the local backend cannot finish within the budget
 (`--budget S`, default: 10 photos per second) go to a Triton server; a photo sent back by
@@ -21,17 +30,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import cv2
 import numpy as np
 
 from inference.atomic import atomic_write_bytes
-from inference.errors import HemaviewError, NotFundusError
+from inference.batch_plan import Job, PlanError, collect, out_problem, plan
+from inference.batch_report import Progress, Report
+from inference.errors import HemaviewError
 from inference.labels import (
     LesionDecision,
     PhotoInfo,
@@ -39,32 +49,15 @@ from inference.labels import (
     label_paths,
     save_label,
 )
-from inference.photo_io import is_photo_path
 from inference.prediction import PhotoFailure, PhotoSource, Prediction
 from inference.segmenter import Segmenter
 from inference.version import __version__
 
+if TYPE_CHECKING:
+    from inference.dispatch import RemoteConfig
+
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 AUTH_ENV = "HEMAVIEW_TRITON_AUTHORIZATION"
-
-
-def collect_photos(
-    inputs: Iterable[str | Path], recursive: bool = False
-) -> tuple[list[Path], list[str]]:
-    """Photos named directly or found in folders (sorted), and problems with the inputs."""
-    photos: list[Path] = []
-    problems: list[str] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            found = sorted(p for p in path.glob(pattern) if p.is_file() and is_photo_path(p))
-            if not found:
-                problems.append(f"{path}: no photos in this folder")
-            photos.extend(found)
-        else:
-            photos.append(path)  # a missing or odd file is reported by the reader, in order
-    return photos, problems
 
 
 def probability_png(probability: np.ndarray) -> bytes:
@@ -81,7 +74,13 @@ def write_outputs(out_dir: Path, photo_path: Path, prediction: Prediction) -> li
     prov = prediction.provenance
     stamp = datetime.now(timezone.utc)
     record = ProvenanceRecord(
-        photo=PhotoInfo(photo_path.name, prov.photo_sha256, prov.photo_size[0], prov.photo_size[1]),
+        photo=PhotoInfo(
+            photo_path.name,
+            prov.photo_sha256,
+            prov.photo_size[0],
+            prov.photo_size[1],
+            no_colour=prediction.photo.no_colour,
+        ),
         status="todo",
         reviewer="",
         created=stamp,
@@ -101,33 +100,6 @@ def write_outputs(out_dir: Path, photo_path: Path, prediction: Prediction) -> li
     atomic_write_bytes(prob_path, probability_png(prediction.probability))
     paths = save_label(out_dir, photo_path, prediction.mask, record)
     return [paths.mask, prob_path, paths.provenance]
-
-
-class Progress:
-    """A one-line progress bar with rate and time left; plain lines when not a terminal."""
-
-    def __init__(self, total: int, stream: TextIO):
-        self.total, self.stream = total, stream
-        self.start = time.perf_counter()
-        self.tty = stream.isatty()
-
-    def update(self, done: int, name: str) -> None:
-        elapsed = time.perf_counter() - self.start
-        rate = done / elapsed if elapsed > 0 else 0.0
-        left = (self.total - done) / rate if rate > 0 else 0.0
-        width = 24
-        filled = int(width * done / max(self.total, 1))
-        line = (
-            f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {rate:.2f} photos/s "
-            f"{int(left) // 60}:{int(left) % 60:02d} left  {name}"
-        )
-        if self.tty:
-            self.stream.write("\r" + line[:120].ljust(120))
-            if done == self.total:
-                self.stream.write("\n")
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,7 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to run: local (GPU when it binds, else CPU), cpu or cuda",
     )
     parser.add_argument(
-        "--recursive", action="store_true", help="look for photos in sub-folders too"
+        "--recursive",
+        action="store_true",
+        help="look for photos in sub-folders too; their results go into the same "
+        "sub-folders of --out",
+    )
+    parser.add_argument(
+        "--beside-reviewed",
+        action="store_true",
+        help="where --out already holds a photo's label that a reviewer has worked on (or a "
+        "file that is not a Hemaview label), write the new suggestion beside it, into a "
+        "model-suggestions sub-folder that the viewer and training never read as the label "
+        "(default: leave that photo out)",
     )
     parser.add_argument(
         "--force",
@@ -275,12 +258,46 @@ def main(argv: list[str] | None = None) -> int:
             f"hemaview-infer: --threshold must be between 0 and 1, not {args.threshold}", file=err
         )
         return EXIT_USAGE
-    photos, problems = collect_photos(args.inputs, args.recursive)
+    found, problems = collect(args.inputs, args.recursive, args.out)
     for problem in problems:
         print(f"hemaview-infer: {problem}", file=err)
-    if not photos:
+    if not found:
         print("hemaview-infer: no photos to process", file=err)
         return EXIT_USAGE
+    # Everything that would make every photo fail is found here, before the model loads.
+    out_issue = out_problem(args.out)
+    if out_issue is not None:
+        print(f"hemaview-infer: {out_issue}", file=err)
+        return EXIT_USAGE
+    try:
+        jobs = plan(found, args.out, beside=args.beside_reviewed)
+    except PlanError as exc:
+        print(f"hemaview-infer: {exc}", file=err)
+        return EXIT_USAGE
+    report = Report(total=len(jobs))
+    runnable: dict[str, Job] = {}
+    for job in jobs:  # no model time for a photo whose label must stay as it is
+        if report.place(job, args.beside_reviewed, err) is not None:
+            runnable[str(job.photo)] = job
+    if runnable:
+        code = _annotate(args, remote, runnable, report, err)
+        if code is not None:
+            return code
+    report.print(args.out, err)
+    if report.failures:
+        return EXIT_SOME_FAILED
+    return EXIT_OK if not problems else EXIT_SOME_FAILED
+
+
+def _annotate(
+    args: argparse.Namespace,
+    remote: RemoteConfig | None,
+    runnable: dict[str, Job],
+    report: Report,
+    err: TextIO,
+) -> int | None:
+    """Run the model on the photos and write each one's results; an exit code if it could
+    not start."""
     try:
         segmenter = Segmenter.open(args.model, backend=args.backend)
     except HemaviewError as exc:
@@ -291,8 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{segmenter.device_reason}",
         file=err,
     )
+    photos = [job.photo for job in runnable.values()]
     progress = Progress(len(photos), err)
-    failures: list[tuple[Path, str]] = []
     results: Iterable[tuple[PhotoSource, Prediction | PhotoFailure]]
     dispatcher = None
     if remote is not None:
@@ -307,42 +324,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         results = segmenter.predict_many(photos, threshold=args.threshold, force=args.force)
-    estimated: list[tuple[Path, str]] = []
     for done, (source, result) in enumerate(results, start=1):
-        path = Path(str(source))
-        if isinstance(result, PhotoFailure):
-            message = result.message
-            if isinstance(result.error, NotFundusError):
-                message += " (--force runs the model on it anyway)"
-            failures.append((path, message))
-        else:
-            fov = result.geometry.fov
-            if fov.estimated:
-                estimated.append((path, fov.note))
-            try:
-                write_outputs(args.out, path, result)
-            except (HemaviewError, OSError) as exc:
-                failures.append((path, f"could not write its results: {exc}"))
-        progress.update(done, path.name)
+        job = runnable[str(source)]
+        status, note = report.record(job, result, args.beside_reviewed, write_outputs)
+        progress.update(done, job.photo.name, status=status, note=note)
     if dispatcher is not None:
         dispatcher.close()
         if dispatcher.last_report is not None:
             print(dispatcher.last_report.summary(), file=err)
     segmenter.close()
-    ok = len(photos) - len(failures)
-    print(f"{ok} of {len(photos)} photos annotated into {args.out}", file=err)
-    if estimated:
-        # Not failures: each has its result, but its overlay may be off near the edge.
-        print(f"{len(estimated)} with an estimated field of view (check them):", file=err)
-        for path, note in estimated:
-            print(f"  {path}: {note}", file=err)
-    if failures:
-        print(f"{len(failures)} failed:", file=err)
-        for path, message in failures:
-            message = message.removeprefix(f"{path}: ")
-            print(f"  {path}: {message}", file=err)
-        return EXIT_SOME_FAILED
-    return EXIT_OK if not problems else EXIT_SOME_FAILED
+    return None
 
 
 def label_files_for(out_dir: Path, photo: Path) -> list[Path]:

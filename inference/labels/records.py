@@ -123,6 +123,10 @@ class PhotoInfo:
     sha256: str
     width: int
     height: int
+    # A grey or red-free photo: the model learned from colour and finds fewer lesions on it.
+    # Optional and additive (no schema change): files from before it read as False (nobody
+    # checked then), and older readers ignore it.
+    no_colour: bool = False
 
     def __post_init__(self) -> None:
         name = _check_str(self.file_name, "photo.file_name")
@@ -131,6 +135,8 @@ class PhotoInfo:
         _check_sha256(self.sha256, "photo.sha256")
         _check_int(self.width, "photo.width", 1)
         _check_int(self.height, "photo.height", 1)
+        if not isinstance(self.no_colour, bool):
+            raise _fail(f"photo.no_colour must be true or false, not {self.no_colour!r}")
 
     @classmethod
     def from_photo(cls, photo: Photo, file_name: str | None = None) -> PhotoInfo:
@@ -140,6 +146,7 @@ class PhotoInfo:
             sha256=photo.sha256,
             width=photo.width,
             height=photo.height,
+            no_colour=photo.no_colour,
         )
 
 
@@ -366,6 +373,7 @@ def _record_from_dict(data: object) -> ProvenanceRecord:
         sha256=_require(photo_d, "sha256", "photo."),
         width=_require(photo_d, "width", "photo."),
         height=_require(photo_d, "height", "photo."),
+        no_colour=photo_d.get("no_colour", False),
     )
     model_v = _require(top, "model")
     model = None

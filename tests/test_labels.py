@@ -321,6 +321,7 @@ def test_record_round_trips_through_json() -> None:
         "sha256": "cd" * 32,
         "width": W,
         "height": H,
+        "no_colour": False,
     }
     assert data["created"] == "2025-03-04T09:30:00.123456+09:00"
     assert data["model"]["device"] == "cuda"

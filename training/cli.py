@@ -18,6 +18,9 @@ hemaview-train quantize MODEL.onnx OUT.onnx [--calibration-photos N] [--eval-pho
 hemaview-train fp-analysis RUN     where a compared configuration's out-of-fold false
                                    positives sit (rim, disc, macula, vessels), their sizes and
                                    the lesion-level operating curve (training.fp_analysis)
+hemaview-train anatomy --out DIR [--export MODEL.onnx]
+                                   the optic disc and fovea model: k-fold CV, final fit and
+                                   export (resumable; training.anatomy_cli)
 """
 
 from __future__ import annotations
@@ -31,7 +34,16 @@ from pathlib import Path
 
 from inference.errors import HemaviewError
 
-COMMANDS = ("pretrain", "finetune", "compare", "ship", "export", "quantize", "fp-analysis")
+COMMANDS = (
+    "pretrain",
+    "finetune",
+    "compare",
+    "ship",
+    "export",
+    "quantize",
+    "fp-analysis",
+    "anatomy",
+)
 
 
 def finetune_main(argv: Sequence[str]) -> int:
@@ -221,6 +233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from training.fp_analysis import fp_analysis_main
 
             return fp_analysis_main(rest)
+        if command == "anatomy":
+            from training.anatomy_cli import anatomy_main
+
+            return anatomy_main(rest)
         return export_main(rest)
     except (HemaviewError, FileNotFoundError, ValueError) as exc:
         # errors meant for the person running the command: the message, not a traceback

@@ -56,7 +56,8 @@ PRETRAIN = CheckpointFormat(
     kind=None,
     version=None,
     needs=frozenset({"config", "model", "optimizer", "rng", "step", "epoch"}),
-    # `epochs`: a finished run may be continued for more; `amp`: bfloat16 is a speed choice
+    # `epochs`: a finished run may be continued for more; `amp`: bfloat16 is a speed choice;
+    # `knn_photos`: a check after training, not part of it
     resume_free=frozenset(
         {
             "epochs",
@@ -67,6 +68,7 @@ PRETRAIN = CheckpointFormat(
             "cache_dir",
             "data_on_device",
             "amp",
+            "knn_photos",
         }
     ),
 )

@@ -8,11 +8,19 @@ sec. 3.3). Across processes the keys are shuffled between processes before the k
 groups with separate BN statistics, the keys shuffled across groups (split BN, as in the
 authors' CIFAR demo), which is what protects a single-process run. Plain BatchNorm2d layers
 do the split by a reshape (one pass); other norm layers get the batch in chunks.
+
+Negatives come from the queue (`negatives="queue"`, the paper's) or from the batch itself
+(`negatives="batch"`: each query's positive is its own key and the other photos' keys of the
+same step are its negatives, as in MoCo v3). The queue assumes far more photos than keys; with
+a pool of a few hundred photos it holds earlier keys of the very photo being matched, counted
+as negatives. In-batch negatives never hold a key of the query's photo (a batch draws each
+photo once), at the price of fewer negatives (batch - 1).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from typing import NamedTuple
 
 import torch
@@ -96,9 +104,12 @@ class ProjectionNet(nn.Module):
 
 
 class MocoOutput(NamedTuple):
-    logits: Tensor  # (n, 1 + K): the positive first, then the queue's negatives, over T
-    labels: Tensor  # (n,) zeros: the positive is class 0
+    logits: Tensor  # queue: (n, 1 + K), the positive first; batch: (n, N), every key; over T
+    labels: Tensor  # (n,) the positive's column: 0 (queue), the query's place in N (batch)
     keys: Tensor  # (n, dim) this process's normalised keys, as enqueued
+
+
+NEGATIVES = ("queue", "batch")
 
 
 class MoCo(nn.Module):
@@ -110,10 +121,14 @@ class MoCo(nn.Module):
         momentum: float = 0.999,
         temperature: float = 0.2,
         bn_splits: int = 1,
+        negatives: str = "queue",
     ):
         super().__init__()
         if bn_splits < 1:
             raise ValueError(f"bn_splits must be at least 1, got {bn_splits}")
+        if negatives not in NEGATIVES:
+            raise ValueError(f"negatives must be one of {', '.join(NEGATIVES)}, not {negatives!r}")
+        self.negatives = negatives
         self.queue_size, self.momentum, self.temperature = queue_size, momentum, temperature
         self.bn_splits = bn_splits
         self.encoder_q = ProjectionNet(encoder_name, dim)
@@ -182,6 +197,12 @@ class MoCo(nn.Module):
         # Logits in float32 even under autocast: bf16 would blur similarities divided by T.
         with torch.autocast(q.device.type, enabled=False):
             q32, k32 = q.float(), k.float()  # (n, dim)
+            if self.negatives == "batch":
+                k_all = concat_all_gather(k32)  # (N, dim), every process's keys in rank order
+                logits = q32 @ k_all.T / self.temperature  # (n, N)
+                offset = dist.get_rank() * q.shape[0] if is_distributed() else 0
+                labels = torch.arange(q.shape[0], device=q.device) + offset  # (n,)
+                return MocoOutput(logits, labels, k32)  # the queue is not used
             l_pos = (q32 * k32).sum(dim=1, keepdim=True)  # (n, 1)
             l_neg = q32 @ self.queue.clone().detach()  # (n, K); clone: the queue changes below
             logits = torch.cat([l_pos, l_neg], dim=1) / self.temperature  # (n, 1 + K)
@@ -197,4 +218,16 @@ def info_nce(output: MocoOutput) -> Tensor:
 
 def top1(output: MocoOutput) -> Tensor:
     """Fraction of queries whose own key beats every negative (a health signal, not a metric)."""
-    return (output.logits.argmax(dim=1) == 0).float().mean()
+    return (output.logits.argmax(dim=1) == output.labels).float().mean()
+
+
+@torch.no_grad()
+def knn_top1(features: Tensor, photo: Tensor) -> float:
+    """Leave-one-out nearest neighbour by cosine: the fraction of views (n, C) whose nearest
+    other view shows the same photo (`photo`, (n,) ids). Chance, with v views of each of P
+    photos: (v - 1) / (v * P - 1)."""
+    f = F.normalize(features.float(), dim=1)  # (n, C)
+    similarity = f @ f.T  # (n, n)
+    similarity.fill_diagonal_(-math.inf)  # not itself
+    nearest = similarity.argmax(dim=1)  # (n,)
+    return float((photo[nearest] == photo).float().mean())

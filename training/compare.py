@@ -175,7 +175,12 @@ class CompareConfig:
         "", "encoder.pt from pretraining (default: pretrain into <out>/pretrain)"
     )
     imagenet_weights: str = _help(
-        "", "a local ImageNet weights file for the encoder (never downloaded)"
+        "",
+        "a local ImageNet weights file for the encoder (never downloaded; for "
+        "tu-tf_efficientnet_lite0 the training extra's file is the default)",
+    )
+    encoder: str = _help(
+        "resnet18", "smp encoder of every configuration, MoCo's included (tu-tf_efficientnet_lite0)"
     )
     pretrain_args: str = _help("", "extra arguments for pretraining, after the scale's (quoted)")
     recon_weight: float = _help(0.5, "weight of the reconstruction loss")
@@ -247,6 +252,7 @@ def finetune_config(
     return FinetuneConfig(
         init=spec.init,
         init_weights=weights,
+        encoder=config.encoder,
         reconstruction=MODES[spec.mode],
         recon_weight=config.recon_weight,
         working_size=scale.working_size,
@@ -279,7 +285,13 @@ def pretrain_config(config: CompareConfig, scale: Scale, folder: Path) -> Pretra
     """MoCo pretraining for this comparison: the scale's settings, into `folder`, on the
     comparison's device and seed, then --pretrain-args over all of them."""
     base = PretrainConfig(
-        **{**scale.pretrain, "out_dir": str(folder), "device": config.device, "seed": config.seed}
+        **{
+            **scale.pretrain,
+            "out_dir": str(folder),
+            "device": config.device,
+            "seed": config.seed,
+            "encoder": config.encoder,
+        }
     )
     return replace_from_args(base, shlex.split(config.pretrain_args), prog="--pretrain-args")
 
@@ -807,6 +819,18 @@ def load_data(config: CompareConfig, scale: Scale) -> LabelledSet:
     return data
 
 
+def _bundled_imagenet_weights(encoder: str) -> Path | None:
+    """ImageNet weights that an installed training extra carries for `encoder`, if any."""
+    from training.weights import LITE0_ENCODER, efficientnet_lite0_file
+
+    if encoder != LITE0_ENCODER:
+        return None
+    try:
+        return efficientnet_lite0_file()
+    except FileNotFoundError:
+        return None
+
+
 def run_compare(config: CompareConfig) -> CompareOutcome:
     scale = config.resolved_scale()
     out = Path(config.out)
@@ -821,6 +845,11 @@ def run_compare(config: CompareConfig) -> CompareOutcome:
         if init not in ("random", "moco", "imagenet"):
             raise ValueError(f"--inits: unknown initialisation {init!r}")
         if init == "imagenet" and not config.imagenet_weights:
+            bundled = _bundled_imagenet_weights(config.encoder)
+            if bundled is not None:
+                weights["imagenet"] = str(bundled)
+                specs.extend(RunSpec(init, mode) for mode in config.modes)
+                continue
             message = (
                 "no local ImageNet weights file was given (--imagenet-weights PATH); "
                 "nothing is downloaded, so ImageNet initialisation is not compared"

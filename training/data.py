@@ -234,6 +234,16 @@ def scan_label_folder(
         if digest != entry.record.photo.sha256:
             notes.append(f"{entry.stem}: the photo {photo} changed since it was labelled; skipped")
             continue
+        if entry.record.model is None:  # only then can an empty mask be a non-decision
+            try:
+                empty = not read_mask(entry.mask).any()
+            except LabelFormatError as exc:
+                notes.append(f"skipped a broken label: {exc}")
+                continue
+            problem = entry.record.empty_label_problem(empty)
+            if problem is not None:
+                notes.append(f"{problem}; skipped")
+                continue
         records.append(
             PhotoRecord(
                 name=entry.stem,

@@ -50,10 +50,19 @@ class Source(StrEnum):
     IMPORT = "import"
 
 
+class Finding(StrEnum):
+    """What the reviewer said about the photo as a whole, beside the mask."""
+
+    # An empty mask is ambiguous (nothing found, or nothing looked at); this says a person
+    # looked and decided there is none.
+    NO_HAEMORRHAGE = "no_haemorrhage"
+
+
 STATUSES = tuple(s.value for s in ReviewStatus)
 DEVICES = tuple(d.value for d in Device)
 DECISIONS = tuple(d.value for d in Decision)
 SOURCES = tuple(s.value for s in Source)
+FINDINGS = tuple(f.value for f in Finding)
 FOV_METHODS = ("circle", "bounding-box", "whole-frame")  # as inference.fov names them
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -240,6 +249,9 @@ class ProvenanceRecord:
     mask_sha256: str = ""
     app_version: str = __version__
     schema_version: int = SCHEMA_VERSION
+    # "no_haemorrhage": the reviewer explicitly chose it (None: no such statement). Optional
+    # and additive: files without it read as None, and older readers ignore it.
+    finding: str | None = None
 
     def __post_init__(self) -> None:
         if self.schema_version != SCHEMA_VERSION:
@@ -275,6 +287,25 @@ class ProvenanceRecord:
         object.__setattr__(self, "lesions", lesions)
         _check_sha256(self.mask_sha256, "mask_sha256", allow_empty=True)
         _check_str(self.app_version, "app_version")
+        if self.finding is not None:
+            _check_choice(self.finding, "finding", FINDINGS)
+
+    def empty_label_problem(self, mask_is_empty: bool) -> str | None:
+        """Why an accepted label must not become a training example, or None.
+
+        An empty mask with no model suggestion behind it says "no haemorrhage" only when the
+        reviewer chose that explicitly: otherwise it may be a photo nobody looked at with a
+        model that had not run yet, and training would learn a false negative.
+        """
+        if not mask_is_empty or self.model is not None:
+            return None
+        if self.finding == Finding.NO_HAEMORRHAGE:
+            return None
+        return (
+            f"{self.photo.file_name}: accepted with nothing marked and no model suggestion, "
+            "and the reviewer did not record 'no haemorrhage'; open it in Hemaview and "
+            "accept it as 'no haemorrhage', or mark its lesions"
+        )
 
     # -- serialisation -------------------------------------------------------------------------
 
@@ -294,6 +325,7 @@ class ProvenanceRecord:
             ],
             "mask_sha256": self.mask_sha256,
             "source": self.source,
+            "finding": self.finding,
             "app_version": self.app_version,
         }
 
@@ -428,4 +460,5 @@ def _record_from_dict(data: object) -> ProvenanceRecord:
         mask_sha256=_require(top, "mask_sha256"),
         app_version=_require(top, "app_version"),
         schema_version=SCHEMA_VERSION,
+        finding=top.get("finding"),
     )

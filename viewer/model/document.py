@@ -16,6 +16,7 @@ import numpy as np
 from inference import Lesion, Prediction
 from inference.labels import (
     STATUSES,
+    Finding,
     LesionDecision,
     MaskChanges,
     PhotoInfo,
@@ -55,6 +56,8 @@ class Document:
         self.saved_record: ProvenanceRecord | None = None
         self.created: datetime = now()
         self.status: str = ReviewStatus.TODO
+        # Set only by the reviewer's explicit "no haemorrhage" (see accept_no_haemorrhage).
+        self.finding: str | None = None
         self.edited = False  # the reviewer changed the mask (it no longer follows the threshold)
         self.dirty = False  # changes not yet saved
         self._stroke: tuple[str, np.ndarray, Rect | None, list[tuple[float, float]]] | None = None
@@ -64,6 +67,7 @@ class Document:
             self.saved_record = record
             self.created = record.created
             self.status = record.status
+            self.finding = record.finding
             self.decisions = {d.id: d.decision for d in record.lesions if d.decision != "pending"}
             self.edited = record.source != "model"
             if record.model is not None and prediction is not None:
@@ -90,6 +94,20 @@ class Document:
         if self.prediction is None:
             return np.zeros((self.height, self.width), bool)
         return np.asarray(self.prediction.probability >= threshold)
+
+    def attach_prediction(self, prediction: Prediction, min_lesion_area_px: int) -> None:
+        """The model's suggestion arrived after the reviewer began on this photo (the model
+        was still loading). Their edits stay; untouched, the mask becomes the suggestion."""
+        self.prediction = prediction
+        self.min_lesion_area_px = min_lesion_area_px
+        self.threshold = prediction.threshold
+        self.suggestion = self._suggestion_at(self.threshold)
+        self._lesions = None
+        untouched = not (self.edited or self.dirty or self.saved_record or self.mask.any())
+        if untouched:
+            self.mask = self.suggestion.copy()
+        else:  # the reviewer's mask stays theirs: it no longer follows the threshold
+            self.edited = True
 
     def set_threshold(self, threshold: float, *, follow: bool = True) -> bool:
         """Re-threshold the stored probability (no model run). Until the reviewer edits,
@@ -252,6 +270,23 @@ class Document:
             self.status = status
             self.dirty = True
 
+    def accept_no_haemorrhage(self) -> None:
+        """The reviewer's explicit decision: accepted, and the photo shows no haemorrhage.
+
+        Recorded as such, so that an empty mask in training data is a person's decision and
+        never a photo the model had not run on yet."""
+        self.set_status(ReviewStatus.ACCEPTED)
+        if self.finding != Finding.NO_HAEMORRHAGE:
+            self.finding = Finding.NO_HAEMORRHAGE
+            self.dirty = True
+
+    def current_finding(self) -> str | None:
+        """The finding as it stands: "no haemorrhage" holds only for an accepted, empty mask
+        (drawing a lesion afterwards, or reopening the review, withdraws it)."""
+        if self.status != ReviewStatus.ACCEPTED or self.mask.any():
+            return None
+        return self.finding
+
     # -- what gets saved ---------------------------------------------------------------
 
     def changes(self) -> MaskChanges | None:
@@ -280,6 +315,7 @@ class Document:
             if self.edited or self.status != "todo"
             else ("model" if model else "reviewer"),
             lesions=lesions if self.prediction is not None else (),
+            finding=self.current_finding(),
         )
         return record
 

@@ -165,6 +165,10 @@ class OpenedPhoto:
     label_dir: Path
     from_cache: bool = False  # the prediction was rebuilt from the cache (no model run)
     prediction_error: str | None = None  # why there is no overlay (not a fundus, no model)
+    # The model is on its way (still loading) and has not run on this photo yet: not the
+    # same as "no model", and never to be shown or saved as "no haemorrhage".
+    model_pending: bool = False
+    model_sha256: str | None = None  # the model this photo was opened with (None: none yet)
     not_fundus: bool = False  # refused as not a fundus photograph: it can run on request
     label_error: str | None = None  # a saved label that could not be used (shown, not fatal)
     autosave: AutosaveState | None = None  # unsaved edits from earlier, to offer back
@@ -197,6 +201,9 @@ class ReviewSession:
         label_dir: str | os.PathLike[str] | None = None,
     ):
         self.segmenter = segmenter
+        # True while the window's model is still loading: photos opened meanwhile are
+        # "not run yet", not "no model" (set it back to False when the model fails to load).
+        self.model_pending = False
         self.cache = cache
         self.autosaver = autosaver
         self.label_dir = Path(label_dir) if label_dir is not None else None
@@ -223,30 +230,40 @@ class ReviewSession:
 
     # -- predictions ---------------------------------------------------------------------
 
-    def cached_prediction(self, photo: Photo) -> Prediction | None:
-        """Rebuilt from the cache (tens of milliseconds), or None on a miss."""
-        if self.segmenter is None or self.cache is None or not photo.sha256:
+    def cached_prediction(
+        self, photo: Photo, segmenter: Segmenter | None = None
+    ) -> Prediction | None:
+        """Rebuilt from the cache (tens of milliseconds), or None on a miss. `segmenter`:
+        the model to look for (default: the session's)."""
+        segmenter = segmenter or self.segmenter
+        if segmenter is None or self.cache is None or not photo.sha256:
             return None
-        hit = self.cache.get(photo.sha256, self.segmenter.cache_key)
+        hit = self.cache.get(photo.sha256, segmenter.cache_key)
         if hit is None:
             return None
-        return self.segmenter.rebuild(photo, hit.geometry, hit.working, hit.provenance)
+        return segmenter.rebuild(photo, hit.geometry, hit.working, hit.provenance)
 
     def predict(
-        self, path: str | os.PathLike[str], photo: Photo, *, force: bool = False
+        self,
+        path: str | os.PathLike[str],
+        photo: Photo,
+        *,
+        force: bool = False,
+        segmenter: Segmenter | None = None,
     ) -> Prediction:
         """Run the model on one photo and cache the result (seconds on a CPU); `force` runs
         a photo refused as not a fundus photograph on its whole frame."""
-        if self.segmenter is None:
+        segmenter = segmenter or self.segmenter
+        if segmenter is None:
             raise HemaviewError("no model is loaded")
         # From the path, as pre-annotation and the batch CLI do, so every route to a photo's
         # prediction gives the same map.
-        fresh = self.segmenter.predict(path, force=force)
+        fresh = segmenter.predict(path, force=force)
         if self.cache is not None:
-            self.cache.put(fresh, self.segmenter.cache_key)
+            self.cache.put(fresh, segmenter.cache_key)
         # What the cache gives back later, so that first opening and reopening show the
         # same overlay to the last pixel.
-        return self.segmenter.rebuild(photo, fresh.geometry, fresh.working, fresh.provenance)
+        return segmenter.rebuild(photo, fresh.geometry, fresh.working, fresh.provenance)
 
     # -- opening -------------------------------------------------------------------------
 
@@ -264,19 +281,24 @@ class ReviewSession:
         wrong (not a fundus, a broken label) is reported in the OpenedPhoto.
         """
         path = Path(photo_path)
+        # One look at the model for the whole open: the model may arrive on the GUI thread
+        # meanwhile, and a photo must not be half opened with it (a threshold from one, a
+        # prediction from none). The caller compares `model_sha256` with its model now.
+        segmenter, pending = self.segmenter, self.model_pending
         photo = read_photo(path)
         prediction: Prediction | None = None
         from_cache = False
         prediction_error: str | None = None
         not_fundus = False
-        if self.segmenter is None:
-            prediction_error = "no model is loaded"
+        if segmenter is None:
+            if not pending:
+                prediction_error = "no model is loaded"
         else:
             try:
-                prediction = self.cached_prediction(photo)
+                prediction = self.cached_prediction(photo, segmenter)
                 from_cache = prediction is not None
                 if prediction is None and (predict_if_missing or force):
-                    prediction = self.predict(path, photo, force=force)
+                    prediction = self.predict(path, photo, force=force, segmenter=segmenter)
                 if prediction is not None:
                     # 12 MP of comparisons: done here, off the GUI thread, and kept.
                     _ = prediction.uncertainty
@@ -300,7 +322,7 @@ class ReviewSession:
             # load_label checked the photo's bytes itself; this is the race of the photo
             # being replaced between its read and ours.
             saved, label_error = None, f"{path.name}: the photo changed while it was opened"
-        min_area = self.segmenter.contract.min_lesion_area_px if self.segmenter else 1
+        min_area = segmenter.contract.min_lesion_area_px if segmenter else 1
         document = Document(
             path,
             (photo.width, photo.height),
@@ -308,7 +330,7 @@ class ReviewSession:
             prediction=prediction,
             saved=saved,
             min_lesion_area_px=min_area,
-            default_threshold=self.segmenter.threshold if self.segmenter else 0.5,
+            default_threshold=segmenter.threshold if segmenter else 0.5,
         )
         with self._lock:
             self._stamps[document] = stamp
@@ -324,6 +346,8 @@ class ReviewSession:
             label_dir=label_dir,
             from_cache=from_cache,
             prediction_error=prediction_error,
+            model_pending=segmenter is None and pending,
+            model_sha256=segmenter.model.sha256 if segmenter is not None else None,
             not_fundus=not_fundus,
             label_error=label_error,
             autosave=autosave,
@@ -514,6 +538,10 @@ def export_accepted_labels(
             report.skipped.append(f"{photo.name}: {exc}")
             continue
         if loaded is None or loaded[1].status != "accepted":
+            continue
+        problem = loaded[1].empty_label_problem(not loaded[0].any())
+        if problem is not None:
+            report.skipped.append(problem)
             continue
         stem = photo.stem
         if stem in taken and not _same(taken[stem], photo):

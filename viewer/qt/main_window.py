@@ -118,6 +118,9 @@ class MainWindow(QMainWindow):
         self._state_timer.timeout.connect(self.show_document_state)
         self.show_document_state()
         if load_model:
+            # Photos opened before the model arrives are "not run yet", not "no model".
+            self.session.model_pending = True
+            self.model_label.setText(self.tr("Loading the model…"))
             self.model_loader.submit(Segmenter.open, model_path)
         else:
             self.model_label.setText(self.tr("No model loaded"))
@@ -276,13 +279,35 @@ class MainWindow(QMainWindow):
         )
         if segmenter.device != "cuda":
             self.statusBar().showMessage(segmenter.device_reason, 10000)
+        self.session.model_pending = False
         self.preannotator.check_remote()
         if self.photos.library.entries:
             self.start_preannotation()
-            if self.current is not None and not self.current.document.has_model:
-                self.loader.request(self.current.document.path)
+        self._reopen_without_model()
+
+    def _reopen_without_model(self) -> None:
+        """The model arrived: every photo opened or opening without it opens again with it.
+
+        A load still in flight looked for the model before it arrived; asking again
+        supersedes it (its result is dropped). The photo on screen gets its suggestion too,
+        its edits kept (see `_on_loaded`)."""
+        opening = self.loader.in_flight
+        if opening is not None:
+            self.loader.request(opening)
+        elif (
+            self.current is not None
+            and not self.current.document.has_model
+            and not self.current.not_fundus
+        ):
+            self.loader.request(self.current.document.path)
 
     def _on_model_error(self, message: str) -> None:
+        self.session.model_pending = False
+        if self.current is not None and self.current.model_pending:
+            # no longer "not run yet": there will be no model this session
+            self.current.model_pending = False
+            self.current.prediction_error = self.tr("no model is loaded")
+            self.show_document_state()
         self.model_problem = message
         self.model_label.setText(self.tr("No model: photos are shown without overlay"))
         self.model_label.setToolTip(message)
@@ -362,6 +387,8 @@ class MainWindow(QMainWindow):
         self.preannotator.prioritise(Path(path))
 
     def _on_loaded(self, path: str, opened: OpenedPhoto) -> None:
+        if self._adopt_late_prediction(opened):
+            return
         self.current = opened
         doc = opened.document
         self.canvas.set_document(doc, opened.photo.rgb)
@@ -393,12 +420,62 @@ class MainWindow(QMainWindow):
                     "{name}: {problem}. Review > Run the model anyway runs it on the whole photo."
                 ).format(name=doc.path.name, problem=opened.prediction_error)
             )
+        if opened.model_pending:
+            self.statusBar().showMessage(
+                self.tr("{name}: waiting for the model; its suggestion follows.").format(
+                    name=doc.path.name
+                )
+            )
         if opened.prediction is not None:
             self.photos.library.set_prediction(
                 path, len(opened.prediction.lesions), opened.prediction.uncertainty
             )
             self.photos.entry_changed(path)
         self.show_document_state()
+        if self._opened_before_model(opened):
+            self._reopen_without_model()
+
+    def _opened_before_model(self, opened: OpenedPhoto) -> bool:
+        """The photo was opened without the model that is loaded now (it arrived during
+        the open): the result is not what the reviewer must see."""
+        return (
+            self.segmenter is not None
+            and opened.prediction is None
+            and not opened.not_fundus
+            and opened.model_sha256 != self.segmenter.model.sha256
+        )
+
+    def _adopt_late_prediction(self, opened: OpenedPhoto) -> bool:
+        """The photo on screen, opened before the model arrived, now has its suggestion:
+        give it to the document the reviewer may already be editing (edits and undo
+        history kept) instead of replacing it. True when done."""
+        current = self.current
+        if (
+            current is None
+            or opened.prediction is None
+            or current.document.has_model
+            or current.document.path != opened.document.path
+            or current.document.photo_sha256 != opened.document.photo_sha256
+            or not (current.document.dirty or current.document.history.can_undo)
+        ):
+            return False
+        assert self.segmenter is not None
+        current.document.attach_prediction(
+            opened.prediction, self.segmenter.contract.min_lesion_area_px
+        )
+        current.prediction = opened.prediction
+        current.model_pending, current.prediction_error = False, None
+        current.model_sha256 = opened.model_sha256
+        self.canvas.refresh_mask(None)
+        self.statusBar().clearMessage()
+        self.photos.library.set_prediction(
+            str(opened.document.path),
+            len(opened.prediction.lesions),
+            opened.prediction.uncertainty,
+        )
+        self.photos.entry_changed(str(opened.document.path))
+        self.show_document_state()
+        return True
 
     def _on_load_failed(self, path: str, message: str) -> None:
         self.current = None
@@ -464,6 +541,17 @@ class MainWindow(QMainWindow):
         if status == "accepted" and not doc.has_model and doc.status != "accepted":
             # Accepting means "reviewed against the suggestion"; without one, an empty mask
             # would go to training as a reviewer's "no haemorrhage" nobody decided.
+            if not doc.mask.any() and self.current.model_pending:
+                # Not "no suggestion": the suggestion has not been made yet.
+                self.statusBar().showMessage(
+                    self.tr(
+                        "{name}: the model has not run on this photo yet; accept it once "
+                        "its suggestion shows."
+                    ).format(name=doc.path.name),
+                    10000,
+                )
+                self.panel.set_status(doc.status)
+                return
             if not doc.mask.any():
                 answer = dialogs.ask_accept_without_model(
                     self,
@@ -476,6 +564,10 @@ class MainWindow(QMainWindow):
                 if answer != "accept":
                     self.panel.set_status(doc.status)
                     return
+                doc.accept_no_haemorrhage()  # recorded as the reviewer's explicit finding
+                self.show_document_state()
+                self.saving.autosave()
+                return
             else:
                 self.statusBar().showMessage(
                     self.tr(
@@ -625,7 +717,8 @@ class MainWindow(QMainWindow):
             self.photos.entry_changed(doc.path)
         changes = doc.changes()
         if changes is None:
-            self.panel.set_changes(None, None, None)
+            pending = self.current is not None and self.current.model_pending
+            self.panel.set_changes(None, None, None, model_pending=pending)
         else:
             self.panel.set_changes(
                 changes.pixels_added, changes.pixels_removed, changes.dice_vs_suggestion

@@ -169,8 +169,24 @@ class ReviewPanel(QWidget):
         self.fov_note.setToolTip(fov.note)
         self.fov_note.show()
 
-    def set_changes(self, added: int | None, removed: int | None, dice: float | None) -> None:
-        if added is None or removed is None or dice is None:
+    def set_changes(
+        self,
+        added: int | None,
+        removed: int | None,
+        dice: float | None,
+        *,
+        model_pending: bool = False,
+    ) -> None:
+        """What the reviewer changed against the suggestion; `model_pending`: the model has
+        not run on this photo yet (never shown as "no suggestion")."""
+        if model_pending:
+            self.changes.setText(
+                self.tr(
+                    "The model has not run on this photo yet: its suggestion appears here "
+                    "as soon as the model is ready."
+                )
+            )
+        elif added is None or removed is None or dice is None:
             self.changes.setText(self.tr("No model suggestion for this photo."))
         else:
             self.changes.setText(

@@ -330,7 +330,13 @@ class PhotoLoader(QObject):
         self._pool.setMaxThreadCount(1)
         self._latest = 0
         self._latest_lock = threading.Lock()
+        self._in_flight: str | None = None  # the latest request's path, until delivered
         self._done.connect(self._on_done)
+
+    @property
+    def in_flight(self) -> str | None:
+        """The photo being opened (requested, not yet delivered), or None."""
+        return self._in_flight
 
     def request(self, path: str | os.PathLike[str], *, force: bool = False) -> int:
         """Open `path`; `loaded` or `load_failed` follows (unless a newer request wins).
@@ -339,6 +345,7 @@ class PhotoLoader(QObject):
             self._latest += 1
             token = self._latest
         text = str(path)
+        self._in_flight = text
         self.busy.emit(True)
         self._pool.start(_Call(lambda: self._load(token, text, force)))
         return token
@@ -347,6 +354,7 @@ class PhotoLoader(QObject):
         """Drop whatever is pending or running (its result will not be delivered)."""
         with self._latest_lock:
             self._latest += 1
+        self._in_flight = None
         self.busy.emit(False)
 
     def wait(self, msecs: int = -1) -> bool:
@@ -374,6 +382,7 @@ class PhotoLoader(QObject):
     def _on_done(self, token: int, path: str, opened: Any, message: str) -> None:
         if not self._current(token):
             return
+        self._in_flight = None
         self.busy.emit(False)
         if opened is None:
             self.load_failed.emit(path, message)

@@ -82,6 +82,46 @@ def test_changing_name_and_language_together_keeps_the_name(qtbot, folder: Path)
     rebuilt.close()
 
 
+def test_changing_the_language_keeps_undo_zoom_tool_and_the_lesion_under_review(  # type: ignore[no-untyped-def]
+    qtbot, segmenter: Segmenter, folder: Path
+) -> None:
+    from viewer.qt.app import HemaviewApp
+
+    window = open_window(qtbot, segmenter, folder, reviewer="dr.kim")
+    window.resize(1400, 900)
+    doc = window.current.document  # type: ignore[union-attr]
+    assert doc.lesions, "IDRiD_02 has suggested lesions"
+    paint(window, 2000, 1400)
+    window.canvas.set_zoom(2.5)
+    window.canvas.pan_by(-300, -120)
+    window.canvas.set_tool("eraser")
+    window.canvas.set_brush_radius(22)
+    window.acts["outline"].trigger()
+    second = doc.lesions[1].id
+    window.panel.lesions.select_id(second)
+    view = window.canvas.view
+    drawn = doc.mask.copy()
+
+    app = SimpleNamespace(
+        settings=window.settings, window=window, _model_path=None, install_language=str
+    )
+    rebuilt = HemaviewApp.switch_language(app, "ko")  # type: ignore[arg-type]
+    assert rebuilt is not None and rebuilt is not window
+    qtbot.addWidget(rebuilt)
+    assert rebuilt.current is not None and rebuilt.current.document is doc  # not reopened
+    assert doc.dirty and np.array_equal(doc.mask, drawn)
+    assert rebuilt.canvas.zoom == pytest.approx(view.zoom)
+    assert (rebuilt.canvas.view.ox, rebuilt.canvas.view.oy) == pytest.approx((view.ox, view.oy))
+    assert rebuilt.canvas.tool == "eraser" and rebuilt.canvas.brush_radius == 22
+    assert rebuilt.view.outline
+    assert rebuilt.panel.lesions.current_id() == second
+    assert [e.name for e in rebuilt.photos.library.entries] == ["IDRiD_02.jpg", "IDRiD_05.jpg"]
+    # the undo history came along: the stroke made before the switch is undone in the new one
+    rebuilt.acts["undo"].trigger()
+    assert not doc.mask[1400, 2000] and not doc.history.can_undo
+    rebuilt.close()
+
+
 def test_the_first_save_asks_for_a_name_and_never_saves_without_one(  # type: ignore[no-untyped-def]
     qtbot, segmenter: Segmenter, folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

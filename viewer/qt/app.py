@@ -69,9 +69,8 @@ class HemaviewApp(QApplication):
         return self.window
 
     def switch_language(self, setting: str) -> MainWindow | None:
-        """Rebuild the window in another language, keeping the open folder and photo."""
-        if self.window is not None and not self.window.leave_current():
-            return self.window  # the reviewer cancelled: unsaved edits stay as they are
+        """Rebuild the window in another language; the new one takes over the old one's
+        photos and document (undo history and unsaved edits included), view and tool."""
         if self.window is not None:
             # The window's settings are the current ones (the dialog gave it a new copy);
             # saving the app's older copy would undo what was just changed with the language.
@@ -82,26 +81,18 @@ class HemaviewApp(QApplication):
         old = self.window
         if old is None:
             return None
-        sources = [str(e.path) for e in old.photos.library.entries]
-        current = old.current.document.path if old.current is not None else None
-        segmenter = old.segmenter
-        geometry = old.saveGeometry()
         old.cancel_preannotation()
-        old.hide()
-        old.deleteLater()
         window = MainWindow(
             self.settings,
             model_path=self._model_path,
-            load_model=segmenter is None,
+            load_model=old.segmenter is None and old.model_problem is None,
             autosaver=old.autosaver,
         )
-        if segmenter is not None:
-            window.set_segmenter(segmenter)
-        window.restoreGeometry(geometry)
-        window.show()
+        window.restoreGeometry(old.saveGeometry())
+        window.show()  # sized first, so the zoom and position it takes over mean the same
+        window.take_over(old)
+        old.current = None  # the document is the new window's now
+        old.hide()
+        old.deleteLater()
         self.window = window
-        if sources:
-            window.open_sources(sources)
-            if current is not None:
-                window.photos.set_current(current)
         return window

@@ -243,6 +243,16 @@ class ImageCanvas(QWidget):
             return
         self._set_view(fit_view(size=size, widget=self._widget_size(), dpr=self._dpr()), fit=True)
 
+    def show_as(self, other: ImageCanvas) -> None:
+        """Show the photo as `other` does (zoom, position, tool, brush): a window rebuilt
+        in another language goes on where the reviewer was."""
+        self.set_brush_radius(other.brush_radius)
+        self.set_tool(other.tool)
+        if other._fit:
+            self.fit_to_window()
+        else:
+            self._set_view(other.view)
+
     def centre_on(self, x: float, y: float, zoom: float | None = None) -> None:
         """Centre on photo pixel (x, y) (a lesion's centroid), at `zoom` if given."""
         z = self._view.zoom if zoom is None else zoom

@@ -301,6 +301,34 @@ class MainWindow(QMainWindow):
         ):
             self.loader.request(self.current.document.path)
 
+    def take_over(self, old: MainWindow) -> None:
+        """Go on from `old`, this window's predecessor in another language: the same photos,
+        and the same document (mask, undo history, unsaved edits, the lesion under review),
+        zoom, tool and overlay. Nothing is read again from disk."""
+        if old.segmenter is not None:
+            self.set_segmenter(old.segmenter)
+        self.model_problem = old.model_problem
+        self.model_label.setText(old.model_label.text())
+        for name in ("overlay_visible", "outline", "opacity", "preset"):
+            self.view.set(name, getattr(old.view, name))
+        if old.photos.library.entries:
+            self.photos.set_library(old.photos.library)
+            if old.watcher.directories():
+                self.watcher.addPaths(old.watcher.directories())
+        self.current = old.current
+        if self.current is not None:
+            self.canvas.set_document(self.current.document, self.current.photo.rgb)
+            self.photos.set_current(self.current.document.path)  # already open: no load
+        if old.loader.in_flight is not None:  # the photo the reviewer was moving to
+            self.loader.request(old.loader.in_flight)
+        self.show_document_state()
+        under_review = old.panel.lesions.current_id()
+        if under_review is not None:
+            self.panel.lesions.select_id(under_review)
+        self.canvas.show_as(old.canvas)  # last: selecting the lesion centred on it
+        if self.segmenter is not None and self.photos.library.entries:
+            self.start_preannotation()
+
     def _on_model_error(self, message: str) -> None:
         self.session.model_pending = False
         if self.current is not None and self.current.model_pending:

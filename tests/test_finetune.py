@@ -131,6 +131,42 @@ def test_patches_lean_towards_lesions(data: LabelledSet) -> None:
     assert torch.all(annotated == 1)
 
 
+def test_hard_negative_patches_cover_the_mined_points(data: LabelledSet, tmp_path: Path) -> None:
+    """Each photo gets one mined point, marked as the only "lesion" pixel of a stand-in mask (so
+    a patch's mask shows whether the point is inside it); lesion-centred patches are off."""
+    points = {"IDRiD_01": (40, 200), "IDRiD_02": (128, 128), "IDRiD_05": (210, 60)}
+    samples = []
+    for s in data.evaluable():
+        marker = np.zeros((SIZE, SIZE), np.float32)
+        marker[points[s.name]] = 0.1  # under the 0.25 that makes a pixel a lesion centre
+        samples.append(dataclasses.replace(s, mask=marker))
+    path = tmp_path / "hard_negatives.json"
+    mined = {name: [list(yx)] for name, yx in points.items()}
+    path.write_text(json.dumps({"working_size": SIZE, "points": mined}))
+
+    def coverage(**changes: object) -> tuple[float, torch.Tensor]:
+        config = small_config(lesion_bias=0.0, augment=False, crop_size=64, **changes)
+        sampler = PatchSampler(samples, config, torch.device("cpu"))
+        generator = torch.Generator().manual_seed(0)
+        images, masks, _, _ = sampler.batch(200, np.random.default_rng(0), generator)
+        return float((masks.flatten(1).amax(dim=1) > 0).float().mean()), images
+
+    everywhere, plain = coverage()
+    assert everywhere < 0.15  # 64-px patches anywhere in a 256-px field rarely hold the point
+    always, _ = coverage(hard_negatives=str(path), hard_negative_p=1.0)
+    assert always == 1.0  # centred within a quarter patch of it: always inside
+    half, _ = coverage(hard_negatives=str(path), hard_negative_p=0.5)
+    assert 0.4 < half < 0.65
+    # off, the file changes nothing: the same draws, the same patches as without it
+    _, off = coverage(hard_negatives=str(path), hard_negative_p=0.0)
+    assert torch.equal(off, plain)
+    path.write_text(json.dumps({"working_size": 512, "points": mined}))
+    with pytest.raises(ValueError, match="working size 512"):
+        coverage(hard_negatives=str(path), hard_negative_p=0.5)
+    with pytest.raises(ValueError, match="needs --hard-negatives"):
+        coverage(hard_negative_p=0.5)
+
+
 def test_data_errors_are_clear(tmp_path: Path, cache_dir: Path) -> None:
     with pytest.raises(DatasetError, match="does not exist"):
         load_labelled_set(tmp_path / "nowhere", cache_dir=cache_dir)

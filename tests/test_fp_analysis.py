@@ -249,3 +249,9 @@ def test_the_command_reads_a_run_and_writes_its_report(tmp_path: Path) -> None:
     sheet = cv2.imread(str(out / "fp_examples.png"))
     assert sheet is not None and sheet.shape[0] == 2 * 192  # two classes with examples
     assert AnalysisConfig.__dataclass_fields__["examples_per_class"].default == 8
+    # the two false alarms' centres, as working pixels (y, x) for finetune --hard-negatives
+    hard = json.loads((out / "hard_negatives.json").read_text())
+    assert hard["working_size"] == 100 and hard["threshold"] == 0.5
+    got = sorted(hard["points"]["IDRiD_90"])
+    want = sorted([list(working(420, 200))[::-1], list(working(350, 100))[::-1]])
+    assert np.abs(np.array(got) - np.array(want)).max() <= 1, (got, want)

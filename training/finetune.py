@@ -77,6 +77,14 @@ class FinetuneConfig:
         "evaluate, snapshot and export it instead of the last step's weights (0: off)",
     )
     lesion_bias: float = _help(0.6, "fraction of patches centred on a lesion pixel")
+    hard_negatives: str = _help(
+        "",
+        "a JSON file of hard-negative points per photo (fp-analysis's hard_negatives.json: "
+        "out-of-fold false positives, working pixels at this working size)",
+    )
+    hard_negative_p: float = _help(
+        0.0, "of the patches not centred on a lesion, the fraction centred on a hard negative"
+    )
     bce_weight: float = _help(1.0, "weight of the BCE term")
     dice_weight: float = _help(1.0, "weight of the soft Dice term")
     focal_gamma: float = _help(0.0, "focal-loss gamma (0: plain BCE)")
@@ -114,6 +122,8 @@ class FinetuneConfig:
                 )
         if self.eval_window and self.eval_window % 32:
             raise ValueError(f"--eval-window must be a multiple of 32, not {self.eval_window}")
+        if not 0.0 <= self.hard_negative_p <= 1.0:
+            raise ValueError(f"--hard-negative-p must be in [0, 1], not {self.hard_negative_p}")
         if self.crop_size > self.working_size:
             raise ValueError(
                 f"--crop-size {self.crop_size} exceeds --working-size {self.working_size}"
@@ -261,8 +271,23 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
 # Sampling patches
 
 
+def load_hard_negatives(config: FinetuneConfig) -> dict[str, list[list[int]]]:
+    """--hard-negatives: {"working_size": S, "points": {photo: [[y, x], ...]}}; refused when
+    mined at another working size than the run's."""
+    if not config.hard_negatives:
+        raise ValueError("--hard-negative-p needs --hard-negatives FILE")
+    raw = json.loads(Path(config.hard_negatives).read_text())
+    if int(raw["working_size"]) != config.working_size:
+        raise ValueError(
+            f"{config.hard_negatives}: hard negatives at working size {raw['working_size']}, "
+            f"the run trains at {config.working_size}"
+        )
+    return dict(raw["points"])
+
+
 class PatchSampler:
-    """Lesion-biased patches cut from photos held on the training device."""
+    """Lesion-biased patches cut from photos held on the training device; with hard negatives,
+    some of the others centred on past false alarms."""
 
     def __init__(
         self,
@@ -321,6 +346,13 @@ class PatchSampler:
         ]
         self.fov_points = [np.argwhere(s.fov[::4, ::4]) * 4 for s in self.samples]
         self.size = size
+        # (y, x) working-pixel centres of false alarms to learn from, per photo (none: [])
+        self.hard_p = config.hard_negative_p
+        points = load_hard_negatives(config) if self.hard_p > 0 else {}
+        self.hard_points = [
+            np.asarray(points.get(s.name, np.zeros((0, 2))), np.int64).reshape(-1, 2)
+            for s in self.samples
+        ]
 
     def row(self, photo: int, rng: np.random.Generator) -> int:
         """The row a patch of `photo` is cut from: an other-camera version at camera_p."""
@@ -344,6 +376,13 @@ class PatchSampler:
             if len(points) and rng.random() < self.lesion_bias:
                 y, x = points[rng.integers(len(points))]
                 # the lesion anywhere in the central part of the patch, not always dead centre
+                y += int(rng.integers(-self.crop // 4, self.crop // 4 + 1))
+                x += int(rng.integers(-self.crop // 4, self.crop // 4 + 1))
+            elif self.hard_p > 0 and len(self.hard_points[p]) and rng.random() < self.hard_p:
+                # a past false alarm, placed as the lesions are (the draws above are unchanged
+                # when hard negatives are off, so such runs sample exactly as before)
+                hard = self.hard_points[p]
+                y, x = hard[rng.integers(len(hard))]
                 y += int(rng.integers(-self.crop // 4, self.crop // 4 + 1))
                 x += int(rng.integers(-self.crop // 4, self.crop // 4 + 1))
             else:

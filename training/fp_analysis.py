@@ -12,7 +12,11 @@ working-size logits and geometry), goes back to each photo's full resolution as 
   precedence: the field-of-view rim band, the optic disc and its rim, the macula, along vessels,
   elsewhere (`REGIONS`); and by size, beside the sizes of the annotated lesions;
 - draws the lesion-level operating curve: false-positive components per photo against lesion
-  sensitivity over thresholds, the default marked.
+  sensitivity over thresholds, the default marked;
+- writes the false positives' centres as hard negatives (`hard_negatives.json`, working pixels)
+  for `finetune --hard-negatives` to centre patches on. They are mined from out-of-fold maps,
+  whose model saw the other folds' labels: a second-order use of those labels worth naming
+  when a run trained on them is cross-validated.
 
 The regions, and what is approximate about them:
 - rim band: field-of-view pixels within `rim_fraction` x the FOV radius of its edge (the
@@ -272,6 +276,20 @@ def classify_components(
     return out
 
 
+def hard_negative_points(components: Sequence[Component], geometry: Geometry) -> list[list[int]]:
+    """The false positives' centroids as (y, x) working pixels of `geometry`, for
+    `hemaview-train finetune --hard-negatives` (training.finetune.PatchSampler)."""
+    s, last = geometry.scale, geometry.working_size - 1
+    return [
+        [
+            int(np.clip(round((c.y - geometry.crop_y0) * s), 0, last)),
+            int(np.clip(round((c.x - geometry.crop_x0) * s), 0, last)),
+        ]
+        for c in components
+        if c.false_positive
+    ]
+
+
 def lesion_areas(target: np.ndarray) -> list[int]:
     """Areas of the annotated lesions (8-connected components), full-resolution pixels."""
     _, _, stats, _ = cv2.connectedComponentsWithStats(
@@ -431,8 +449,11 @@ def analyse(config: AnalysisConfig, log: Any = print) -> dict[str, Any]:
     components: list[Component] = []
     lesions: list[int] = []
     missing: dict[str, list[str]] = {"optic_disc": [], "macula": []}
+    hard: dict[str, list[list[int]]] = {}
+    working_size = 0
     for k, record in enumerate(records):
         logits, geometry = load_out_of_fold(config.run, record.name)
+        working_size = geometry.working_size
         full = probability_to_full(calibration.apply(logits), geometry)
         size = (geometry.full_width, geometry.full_height)
         assert record.mask_path is not None
@@ -446,7 +467,7 @@ def analyse(config: AnalysisConfig, log: Any = print) -> dict[str, Any]:
         for name in missing:
             if name not in regions:
                 missing[name].append(record.name)
-        components += classify_components(
+        found = classify_components(
             record.name,
             full,
             target,
@@ -455,10 +476,16 @@ def analyse(config: AnalysisConfig, log: Any = print) -> dict[str, Any]:
             min_area_px=config.min_area_px,
             share=config.params.vessel_share,
         )
+        components += found
+        hard[record.name] = hard_negative_points(found, geometry)
         lesions += lesion_areas(target)
         curve.add(full, target)
         log(f"fp-analysis: {k + 1}/{len(records)} {record.name}")
     report = write_report(config, components, lesions, curve, threshold, len(records), missing)
+    mined = {"working_size": working_size, "run": str(config.run), "threshold": threshold}
+    atomic_write_text(
+        config.out / "hard_negatives.json", json.dumps({**mined, "points": hard}) + "\n"
+    )
     chosen = choose_examples(components, config.examples_per_class)
     by_name = {r.name: r for r in records}
     tiles: dict[int, np.ndarray] = {}

@@ -297,14 +297,14 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "accept_lesion",
         "Review",
-        QT_TRANSLATE_NOOP("Actions", "Accept lesion"),
+        QT_TRANSLATE_NOOP("Actions", "Accept lesion, go to the next undecided"),
         "fa5s.check",
         ("A",),
     ),
     Spec(
         "reject_lesion",
         "Review",
-        QT_TRANSLATE_NOOP("Actions", "Reject lesion"),
+        QT_TRANSLATE_NOOP("Actions", "Reject lesion, go to the next undecided"),
         "fa5s.times",
         ("X",),
     ),
@@ -415,6 +415,17 @@ def build_actions(
     return actions
 
 
+def lesion_rule() -> str:
+    """How A, X and N move through the lesions, as F1 and the README say it."""
+    return QCoreApplication.translate(
+        "Actions",
+        "A and X decide the lesion under review (the highlighted row), then go on to the "
+        "next undecided lesion after it, coming round to the first: a lesion passed over "
+        "stays undecided until you come back to it. N and Shift+N step through every "
+        "lesion, decided or not.",
+    )
+
+
 def shortcut_sheet_html() -> str:
     """The shortcut sheet shown in Help, from the same table as the actions."""
     rows: list[str] = []
@@ -432,6 +443,8 @@ def shortcut_sheet_html() -> str:
                 for s in spec.shortcuts
             )
             rows.append(f"<tr><td>{escape(tr(spec.text))}</td><td><b>{escape(keys)}</b></td></tr>")
+        if menu == "Review":
+            rows.append(f"<tr><td colspan=2><i>{escape(lesion_rule())}</i></td></tr>")
     mouse = QCoreApplication.translate("Actions", "Mouse")
     rows.append(f"<tr><th colspan=2 align=left><br>{escape(mouse)}</th></tr>")
     rows += [

@@ -87,6 +87,9 @@ class ImageCanvas(QWidget):
     brush_radius_changed = Signal(float)
     preset_changed = Signal(str)
     notice = Signal(str)
+    # An edit begins while the overlay is hidden: the window shows it (what the reviewer
+    # edits must be visible while they edit it).
+    edit_started = Signal()
     _display_ready = Signal(object, str)  # (PhotoDisplay, key), emitted from the worker
 
     def __init__(self, parent: QWidget | None = None):
@@ -117,7 +120,6 @@ class ImageCanvas(QWidget):
         # as an outline so the haemorrhage itself shows; rejected ones stay faintly outlined.
         self._focus: Rect | None = None
         self._rejected: list[np.ndarray] = []  # polygons (N, 2) in image x, y
-        self._filled_wanted = True  # the reviewer's fill setting, restored after a review
         self.paint_count = 0  # paint events handled (tests and the benchmark wait on it)
         self._display_ready.connect(self._on_display_ready)
         self._update_cursor()
@@ -314,10 +316,10 @@ class ImageCanvas(QWidget):
             self.update()
 
     def set_overlay_filled(self, filled: bool) -> None:
-        self._filled_wanted = filled
-        shown = filled and self._focus is None  # outline while a lesion is under review
-        if shown != self.overlay.filled:
-            self.overlay.filled = shown
+        # Exactly as "Outline only" says, lesion under review or not: a box the reviewer
+        # ticks must do what it says (the lesion under review has its own frame).
+        if filled != self.overlay.filled:
+            self.overlay.filled = filled
             self.update()
 
     def set_lesion_marks(
@@ -330,7 +332,6 @@ class ImageCanvas(QWidget):
             else (focus[0], focus[1], focus[0] + focus[2], focus[1] + focus[3])
         )
         self._rejected = rejected
-        self.set_overlay_filled(self._filled_wanted)
         self.update()
 
     def set_overlay_colour(self, colour: QColor) -> None:
@@ -564,6 +565,8 @@ class ImageCanvas(QWidget):
         if button != Qt.MouseButton.LeftButton:
             return False
         view = self._current_view()
+        if self._tool != "pan" and not self.overlay.visible:
+            self.edit_started.emit()
         if self._tool in ("brush", "eraser"):
             self._drag = "stroke"
             doc.begin_stroke(self._tool)

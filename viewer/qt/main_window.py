@@ -178,8 +178,8 @@ class MainWindow(QMainWindow):
             "export_accepted": lambda: self.saving.export_accepted(),
             "settings": self.edit_settings,
             "quit": self.close,
-            "undo": lambda: self._edited(c.undo()),
-            "redo": lambda: self._edited(c.redo()),
+            "undo": lambda: self._step_history(c.undo),
+            "redo": lambda: self._step_history(c.redo),
             "reset": self.reset_to_suggestion,
             "threshold_up": lambda: self.nudge_threshold(+0.05),
             "threshold_down": lambda: self.nudge_threshold(-0.05),
@@ -220,6 +220,7 @@ class MainWindow(QMainWindow):
         self.canvas.cursor_moved.connect(self._show_cursor)
         self.canvas.cursor_left.connect(lambda: self.cursor_label.setText(""))
         self.canvas.notice.connect(lambda text: self.statusBar().showMessage(text, 4000))
+        self.canvas.edit_started.connect(self._reveal_overlay)
         self.canvas.tool_changed.connect(self._tool_changed)
         self.canvas.brush_radius_changed.connect(lambda _r: self._show_brush())
         self.panel.threshold_changed.connect(self.set_threshold)
@@ -542,8 +543,14 @@ class MainWindow(QMainWindow):
         self.show_document_state()
         self.saving.autosave()
 
+    def _step_history(self, step: Callable[[], object]) -> None:
+        """Undo or redo, with the overlay shown: the reviewer sees what came back."""
+        self._reveal_overlay()
+        self._edited(step())
+
     def reset_to_suggestion(self) -> None:
         if self.current is not None:
+            self._reveal_overlay()
             self._edited(self.current.document.reset_to_suggestion())
 
     def decide_lesion(self, decision: str) -> None:
@@ -552,14 +559,26 @@ class MainWindow(QMainWindow):
         if self.current is None or lesion_id is None:
             return
         doc = self.current.document
+        self._reveal_overlay()
         self._edited(doc.decide_lesion(lesion_id, decision))
         ids = [les.id for les in doc.lesions]
+        pending: list[int] = []
         if lesion_id in ids:
             start = ids.index(lesion_id)
             later = ids[start + 1 :] + ids[:start]
             pending = [i for i in later if doc.decisions.get(i, "pending") == "pending"]
             if pending:
                 self.panel.lesions.select_id(pending[0])
+        words = {"accepted": self.tr("accepted"), "rejected": self.tr("rejected")}
+        done = self.tr("Lesion {n} {decision}.").format(
+            n=lesion_id, decision=words.get(decision, decision)
+        )
+        follow = (
+            self.tr("Now lesion {n}; {left} undecided.").format(n=pending[0], left=len(pending))
+            if pending
+            else self.tr("Every lesion is decided.")
+        )
+        self.statusBar().showMessage(f"{done} {follow}", 6000)
         self._show_lesion_marks()
 
     def set_status(self, status: str) -> None:
@@ -635,9 +654,18 @@ class MainWindow(QMainWindow):
         )
         self.loader.request(path, force=True)
 
+    def _reveal_overlay(self) -> None:
+        """Show a hidden overlay: the reviewer is about to edit it or go to a lesion in it,
+        and what they edit must be visible while they edit it."""
+        if self.view.overlay_visible or self.current is None:
+            return
+        self.view.set("overlay_visible", True)
+        self.statusBar().showMessage(self.tr("Overlay shown: you are working on it."), 5000)
+
     def _centre_on_lesion(self, lesion_id: int) -> None:
         if self.current is None:
             return
+        self._reveal_overlay()
         lesion = next((les for les in self.current.document.lesions if les.id == lesion_id), None)
         if lesion is not None:
             x, y, w, h = lesion.bbox

@@ -39,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         return run_selftest(args.model)
     if args.screenshot and not os.environ.get("QT_QPA_PLATFORM"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"  # no screen needed for a screenshot
+    if not args.screenshot:
+        from viewer.display_check import display_problem
+
+        problem = display_problem()
+        if problem is not None:
+            print(f"hemaview: {problem}", file=sys.stderr)
+            return 2
     from viewer.qt.app import HemaviewApp
 
     app = HemaviewApp(sys.argv[:1], language=args.lang)

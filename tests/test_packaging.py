@@ -320,3 +320,27 @@ def test_deb_package_installs_the_app_commands_and_desktop_entry(
     ).stdout
     assert "Package: hemaview\n" in fields and "Conflicts: hemaview-gpu" in fields
     assert "libxcb-cursor0" in fields  # Qt's xcb platform needs it and it is not in the build
+
+
+def test_the_package_metadata_builds_without_deprecation_warnings(tmp_path: Path) -> None:
+    """Every install ran setuptools' warning about the old `project.license` table; the
+    SPDX form builds quietly and names both licences."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "error::DeprecationWarning",
+            "-c",
+            "import sys; from setuptools import build_meta; "
+            "print(build_meta.prepare_metadata_for_build_wheel(sys.argv[1]))",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Deprecat" not in done.stderr, done.stderr[-3000:]
+    metadata = (tmp_path / done.stdout.strip().splitlines()[-1] / "METADATA").read_text()
+    assert "License-Expression: LicenseRef-Proprietary AND CC-BY-4.0" in metadata

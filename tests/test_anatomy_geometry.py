@@ -322,3 +322,14 @@ def test_decoding_says_what_it_could_not_find() -> None:
     found = decode(disc, fovea / fovea.sum(), g, DecodeParams())
     assert found.disc_center is not None
     assert found.fovea is None and "DD from the disc" in found.fovea_reason
+
+    # a disc half outside the field: drawn (its visible part), but neither centred nor sized
+    fov = g.fov
+    edge = (fov.cx + fov.radius, fov.cy)  # the field's right edge, inside the photo
+    u, v = full_to_working(edge, g)
+    yy, xx = np.mgrid[:256, :256]
+    half = ((xx - u) ** 2 + (yy - v) ** 2 <= (DD / 2 * g.scale) ** 2).astype(np.float32)
+    found = decode(half, fovea / fovea.sum(), g)
+    assert found.disc_center is None and "cut by the edge" in found.disc_reason
+    assert found.disc_mask is not None and found.disc_mask.any()
+    assert found.laterality is Laterality.UNKNOWN

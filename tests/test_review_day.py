@@ -122,6 +122,32 @@ def test_changing_the_language_keeps_undo_zoom_tool_and_the_lesion_under_review(
     rebuilt.close()
 
 
+def test_reopening_a_folder_goes_on_where_the_reviewer_left_off(  # type: ignore[no-untyped-def]
+    qtbot, folder: Path
+) -> None:
+    window = open_window(qtbot, None, folder)
+    assert window.current is not None and window.current.document.path.name == "IDRiD_02.jpg"
+    with qtbot.waitSignal(window.loader.loaded, timeout=TIMEOUT_MS):
+        window.photos.set_current(folder / "IDRiD_05.jpg")
+    window.close()
+
+    def restart() -> MainWindow:  # a new app: settings read back from disk
+        again = MainWindow(load_settings(), load_model=False)
+        qtbot.addWidget(again)
+        with qtbot.waitSignal(again.loader.loaded, timeout=TIMEOUT_MS):
+            again.open_sources([str(folder)])
+        return again
+
+    again = restart()
+    assert again.current is not None and again.current.document.path.name == "IDRiD_05.jpg"
+    again.close()
+
+    (folder / "IDRiD_05.jpg").unlink()  # the photo is gone: the folder's first photo then
+    third = restart()
+    assert third.current is not None and third.current.document.path.name == "IDRiD_02.jpg"
+    third.close()
+
+
 def test_the_first_save_asks_for_a_name_and_never_saves_without_one(  # type: ignore[no-untyped-def]
     qtbot, segmenter: Segmenter, folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

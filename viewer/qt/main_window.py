@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 
 from inference import Segmenter
 from viewer.model.autosave import Autosaver
-from viewer.model.library import PhotoLibrary, find_photos
+from viewer.model.library import PhotoEntry, PhotoLibrary, find_photos
 from viewer.model.pred_cache import PredictionCache
 from viewer.model.session import (
     OpenedPhoto,
@@ -83,6 +83,7 @@ class MainWindow(QMainWindow):
         self.watcher = QFileSystemWatcher(self)
         self.watcher.directoryChanged.connect(self._folder_changed)
         self._auto_open = False  # the photo being opened was chosen by us, not the reviewer
+        self._open_folder: Path | None = None  # the folder opened (None: photos named singly)
 
         self.canvas = ImageCanvas(self)
         self.setCentralWidget(self.canvas)
@@ -380,7 +381,8 @@ class MainWindow(QMainWindow):
         folders = [s for s in sources if Path(s).is_dir()]
         if folders:
             self.watcher.addPaths(folders)
-        first = library.first_readable()
+        self._open_folder = folder if Path(sources[0]).is_dir() else None
+        first = self._where_left_off(folder, library) or library.first_readable()
         if first is not None:
             # a broken first file is skipped when it fails to load (see _on_load_failed)
             self._auto_open = True
@@ -389,6 +391,13 @@ class MainWindow(QMainWindow):
             self.start_preannotation()
         elif self.model_problem is None:
             self.preannotator.mark_waiting()
+
+    def _where_left_off(self, folder: Path, library: PhotoLibrary) -> PhotoEntry | None:
+        """The photo the reviewer was on when they last had this folder open, if it is
+        still there and readable."""
+        last = self.settings.last_photo_in(str(folder))
+        entry = library.entry(last) if last is not None else None
+        return entry if entry is not None and not entry.has_error else None
 
     def _folder_changed(self, folder: str) -> None:
         """New photos in a watched folder join the list and are pre-annotated."""
@@ -420,6 +429,9 @@ class MainWindow(QMainWindow):
             return
         self.current = opened
         doc = opened.document
+        if self._open_folder is not None:  # reopening the folder goes on here
+            self.settings.remember_photo(str(self._open_folder), str(doc.path))
+            save_settings(self.settings)
         self.canvas.set_document(doc, opened.photo.rgb)
         self.statusBar().clearMessage()
         if opened.autosave is not None and dialogs.ask_restore_autosave(

@@ -3,6 +3,7 @@ platform expects them (registry on Windows, ~/.config on Linux)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -34,6 +35,8 @@ class Settings:
     remote_address: str = ""  # host:port of a Triton server; empty: local only
     remote_budget_s: float = 1.0  # seconds per 10 photos the local backend may take
     remote_tls: bool = False
+    # The photo last opened in each folder opened, so reopening a folder goes on there.
+    last_photos: list[str] = field(default_factory=list)
 
     def clamped(self) -> Settings:
         self.language = self.language if self.language in LANGUAGES else "auto"
@@ -45,7 +48,24 @@ class Settings:
         if not _is_colour(self.overlay_colour):
             self.overlay_colour = Settings.overlay_colour
         self.recent_folders = [str(p) for p in self.recent_folders if p][:MAX_RECENT]
+        self.last_photos = [str(p) for p in self.last_photos if p][: 4 * MAX_RECENT]
         return self
+
+    def remember_photo(self, folder: str, path: str) -> None:
+        """`path` is where the reviewer is in the folder they opened (one photo per folder;
+        stored as "FOLDER<TAB>PHOTO", a list of strings being what QSettings keeps well)."""
+        folder, path = os.path.abspath(folder), os.path.abspath(path)
+        others = [e for e in self.last_photos if e.partition("\t")[0] != folder]
+        self.last_photos = [f"{folder}\t{path}", *others][: 4 * MAX_RECENT]
+
+    def last_photo_in(self, folder: str) -> str | None:
+        """The photo last opened in `folder`, or None."""
+        folder = os.path.abspath(folder)
+        for entry in self.last_photos:
+            where, _, photo = entry.partition("\t")
+            if where == folder and photo:
+                return photo
+        return None
 
     def add_recent(self, folder: str) -> None:
         self.recent_folders = [folder, *[f for f in self.recent_folders if f != folder]][

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 from conftest import idrid_photo
@@ -372,4 +373,23 @@ def test_overwriting_a_colleagues_label_keeps_theirs_and_can_show_both(  # type:
     assert np.array_equal(read_mask(kept), theirs)
     mine = load_label(labels, doc.path)
     assert mine is not None and mine[1].reviewer == "dr.kim"
+    window.close()
+
+
+def test_a_photo_without_colour_says_so_in_the_panel_and_the_label(  # type: ignore[no-untyped-def]
+    qtbot, segmenter: Segmenter, tmp_path: Path
+) -> None:
+    grey_folder = tmp_path / "grey"
+    grey_folder.mkdir()
+    colour = cv2.imread(str(idrid_photo(2)))
+    small = cv2.resize(colour, (colour.shape[1] // 2, colour.shape[0] // 2))
+    cv2.imwrite(str(grey_folder / "redfree.jpg"), cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
+    window = open_window(qtbot, segmenter, grey_folder, reviewer="dr.kim")
+    assert window.current is not None and window.current.document.has_model
+    assert window.panel.colour_note.isVisibleTo(window.panel)
+    assert "no colour" in window.panel.colour_note.text()
+    window.acts["status_in_review"].trigger()
+    assert window.save()
+    loaded = load_label(grey_folder / "hemaview-labels", grey_folder / "redfree.jpg")
+    assert loaded is not None and loaded[1].photo.no_colour
     window.close()

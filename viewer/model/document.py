@@ -41,8 +41,12 @@ class Document:
         saved: tuple[np.ndarray, ProvenanceRecord] | None = None,
         min_lesion_area_px: int = 1,
         default_threshold: float = 0.5,
+        no_colour: bool = False,
     ):
         self.path = Path(photo_path)
+        # A grey or red-free photo: the model, trained on colour, finds fewer lesions on it;
+        # the label says so.
+        self.no_colour = no_colour
         self.width, self.height = size
         self.photo_sha256 = photo_sha256
         self.prediction = prediction
@@ -304,7 +308,9 @@ class Document:
             for les in self.lesions
         )
         record = ProvenanceRecord(
-            photo=PhotoInfo(self.path.name, self.photo_sha256, self.width, self.height),
+            photo=PhotoInfo(
+                self.path.name, self.photo_sha256, self.width, self.height, self.no_colour
+            ),
             status=self.status,
             reviewer=reviewer,
             created=self.created,

@@ -331,6 +331,7 @@ class ReviewSession:
             saved=saved,
             min_lesion_area_px=min_area,
             default_threshold=segmenter.threshold if segmenter else 0.5,
+            no_colour=photo.no_colour,
         )
         with self._lock:
             self._stamps[document] = stamp

@@ -770,12 +770,14 @@ class MainWindow(QMainWindow):
         if doc is None:
             self.panel.set_has_model(False)
             self.panel.set_fov_note(None)
+            self.panel.colour_note.hide()
             self.panel.lesions.set_lesions([], {})
             self.panel.set_changes(None, None, None)
             self.setWindowTitle("Hemaview")
             return
         self.panel.set_has_model(doc.has_model)
         self.panel.set_fov_note(doc.prediction.geometry.fov if doc.prediction else None)
+        self.panel.colour_note.setVisible(doc.no_colour)
         self.panel.set_threshold(doc.threshold)
         self.panel.set_status(doc.status)
         self.panel.lesions.set_lesions(doc.lesions, doc.decisions)

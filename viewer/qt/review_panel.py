@@ -100,6 +100,17 @@ class ReviewPanel(QWidget):
         self.fov_note.setStyleSheet("QLabel#fovNote { color: #b35c00; }")
         self.fov_note.hide()
         box.addWidget(self.fov_note)
+        self.colour_note = QLabel(
+            self.tr(
+                "This photo has no colour (greyscale or red-free). The model was trained on "
+                "colour photos and finds fewer lesions on it: look for the ones it missed."
+            )
+        )
+        self.colour_note.setWordWrap(True)
+        self.colour_note.setObjectName("colourNote")
+        self.colour_note.setStyleSheet("QLabel#colourNote { color: #b35c00; }")
+        self.colour_note.hide()
+        box.addWidget(self.colour_note)
 
         self.lesions = LesionList()
         lesions = QGroupBox(self.tr("Suggested lesions"))

@@ -199,3 +199,32 @@ def test_photo_list_shows_thumbnails_errors_and_moves_by_key(qtbot: Any, folder:
         widget.previous_action.trigger()
     assert Path(changed.args[0]).name == "IDRiD_02.jpg"
     assert not widget.grab().isNull()  # the delegate paints every kind of row
+
+
+def test_preannotation_leaves_a_reviewers_label_as_it_is(
+    qtbot: Any, tmp_path: Path, segmenter: Segmenter
+) -> None:
+    """Pre-annotation fills the prediction cache only: a reviewer's label in the folder keeps
+    its bytes, and the photo opens with the reviewer's mask, not the new suggestion."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    photo = photos / "IDRiD_02.jpg"
+    shutil.copyfile(idrid_photo(2), photo)
+    session = ReviewSession()  # no model: the reviewer drew this one by hand
+    doc = session.open(photo).document
+    doc.begin_stroke()
+    doc.stroke_to(1000, 1000, 40, True)
+    doc.end_stroke()
+    session.save(doc, reviewer="dr.kim")
+    label = photos / "hemaview-labels"
+    before = {p.name: p.read_bytes() for p in label.iterdir() if p.is_file()}
+    cache = PredictionCache(tmp_path / "cache")
+    job = PreannotationJob(segmenter, cache, [str(photo)], chunk=1)
+    seen = Recorder(job)
+    with qtbot.waitSignal(job.finished, timeout=TIMEOUT_MS):
+        job.start()
+    assert [Path(p).name for p, _ in seen.results] == ["IDRiD_02.jpg"]
+    assert {p.name: p.read_bytes() for p in label.iterdir() if p.is_file()} == before
+    opened = ReviewSession(segmenter=segmenter, cache=cache).open(photo)
+    assert opened.from_cache and opened.document.status == "in_review"
+    assert np.array_equal(opened.document.mask, doc.mask)

@@ -173,14 +173,17 @@ def vessel_map(
     line_px: int = 31,
     angles: int = 12,
     keep_fraction: float = 0.12,
+    min_piece: float = 0.0005,
 ) -> np.ndarray:
     """APPROXIMATE vessels of a photo (any scale): dark, narrow and long structures.
 
     Black top-hat of the green channel with a disc of `tophat_px` (dark things narrower than
     it), then the supremum of its openings by straight segments of `line_px` in `angles`
     directions (only structures a segment fits in survive: vessels, not dots or round blots);
-    the brightest `keep_fraction` of the FOV's pixels of that are the map. Defaults suit a
-    quarter of IDRiD's resolution (about 1070 x 710), where the widest vessels are ~8-10 px.
+    the brightest `keep_fraction` of the FOV's pixels of that, without pieces smaller than
+    `min_piece` of the FOV (an elongated blot or a flame haemorrhage on its own is not the
+    vessel tree), are the map. Defaults suit a quarter of IDRiD's resolution (about 1070 x 710),
+    where the widest vessels are ~8-10 px.
     """
     green = rgb[..., 1].astype(np.uint8)
     inside = green[fov_mask]
@@ -197,7 +200,11 @@ def vessel_map(
     if values.size == 0:
         return np.zeros_like(fov_mask)
     cut = np.quantile(values, 1.0 - keep_fraction)
-    return fov_mask & (best > max(cut, 0))  # type: ignore[no-any-return]
+    kept = (fov_mask & (best > max(cut, 0))).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(kept, connectivity=8)
+    big = np.zeros(n, bool)
+    big[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_piece * values.size
+    return big[labels]  # type: ignore[no-any-return]
 
 
 def anatomy_regions(

@@ -136,12 +136,12 @@
         <translation>이전 병변</translation>
     </message>
     <message>
-        <source>Accept lesion</source>
-        <translation>병변 승인</translation>
+        <source>Accept lesion, go to the next undecided</source>
+        <translation>병변 승인 후 다음 미결정 병변으로</translation>
     </message>
     <message>
-        <source>Reject lesion</source>
-        <translation>병변 거부</translation>
+        <source>Reject lesion, go to the next undecided</source>
+        <translation>병변 거부 후 다음 미결정 병변으로</translation>
     </message>
     <message>
         <source>Mark in review</source>
@@ -214,6 +214,10 @@
     <message>
         <source>Space + drag, or middle button</source>
         <translation>Space + 드래그 또는 가운데 버튼</translation>
+    </message>
+    <message>
+        <source>A and X decide the lesion under review (the highlighted row), then go on to the next undecided lesion after it, coming round to the first: a lesion passed over stays undecided until you come back to it. N and Shift+N step through every lesion, decided or not.</source>
+        <translation>A와 X는 검토 중인 병변(강조된 행)을 결정한 뒤, 그다음의 미결정 병변으로 넘어갑니다(끝에서는 처음으로 돌아감). 건너뛴 병변은 다시 돌아올 때까지 미결정으로 남습니다. N과 Shift+N은 결정 여부와 관계없이 모든 병변을 차례로 이동합니다.</translation>
     </message>
     <message>
         <source>Mouse</source>
@@ -487,6 +491,10 @@ Choose a folder for the labels.</source>
         <translation>모델 실행 위치: {where}</translation>
     </message>
     <message>
+        <source>no model is loaded</source>
+        <translation>모델이 로드되지 않았습니다</translation>
+    </message>
+    <message>
         <source>No model: photos are shown without overlay</source>
         <translation>모델 없음: 사진을 오버레이 없이 표시합니다</translation>
     </message>
@@ -523,6 +531,34 @@ Choose a folder for the labels.</source>
         <translation>{name}: {problem}. 검토 &gt; 그래도 모델 실행을 누르면 사진 전체에 모델을 실행합니다.</translation>
     </message>
     <message>
+        <source>{name}: waiting for the model; its suggestion follows.</source>
+        <translation>{name}: 모델을 기다리는 중입니다. 제안이 곧 표시됩니다.</translation>
+    </message>
+    <message>
+        <source>accepted</source>
+        <translation>승인됨</translation>
+    </message>
+    <message>
+        <source>rejected</source>
+        <translation>거부됨</translation>
+    </message>
+    <message>
+        <source>Lesion {n} {decision}.</source>
+        <translation>병변 {n}: {decision}.</translation>
+    </message>
+    <message>
+        <source>Now lesion {n}; {left} undecided.</source>
+        <translation>이제 병변 {n}, 미결정 {left}개.</translation>
+    </message>
+    <message>
+        <source>Every lesion is decided.</source>
+        <translation>모든 병변이 결정되었습니다.</translation>
+    </message>
+    <message>
+        <source>{name}: the model has not run on this photo yet; accept it once its suggestion shows.</source>
+        <translation>{name}: 이 사진에는 아직 모델이 실행되지 않았습니다. 제안이 표시된 뒤 승인하세요.</translation>
+    </message>
+    <message>
         <source>Accepted as your own annotation: there was no model suggestion for this photo.</source>
         <translation>본인의 주석으로 승인했습니다: 이 사진에는 모델 제안이 없었습니다.</translation>
     </message>
@@ -533,6 +569,10 @@ Choose a folder for the labels.</source>
     <message>
         <source>Running the model on {name} anyway…</source>
         <translation>{name}에 모델을 그래도 실행하는 중…</translation>
+    </message>
+    <message>
+        <source>Overlay shown: you are working on it.</source>
+        <translation>오버레이를 다시 표시했습니다: 지금 편집 중인 내용입니다.</translation>
     </message>
     <message>
         <source>The threshold moves the model&apos;s suggestion; your edited mask stays (Reset applies it).</source>
@@ -739,6 +779,10 @@ Choose a folder for the labels.</source>
         <translation>거부됨</translation>
     </message>
     <message>
+        <source>This photo has no colour (greyscale or red-free). The model was trained on colour photos and finds fewer lesions on it: look for the ones it missed.</source>
+        <translation>이 사진은 색이 없습니다(흑백 또는 무적색). 모델은 컬러 사진으로 학습되어 이런 사진에서는 병변을 덜 찾습니다: 놓친 병변을 살펴보세요.</translation>
+    </message>
+    <message>
         <source>Suggested lesions</source>
         <translation>제안된 병변</translation>
     </message>
@@ -749,6 +793,10 @@ Choose a folder for the labels.</source>
     <message>
         <source>Field of view estimated: no circular edge was found, so the suggestion may be off near the photo&apos;s edge.</source>
         <translation>시야 추정됨: 원형 경계를 찾지 못해, 사진 가장자리 근처의 제안이 어긋날 수 있습니다.</translation>
+    </message>
+    <message>
+        <source>The model has not run on this photo yet: its suggestion appears here as soon as the model is ready.</source>
+        <translation>이 사진에는 아직 모델이 실행되지 않았습니다: 모델이 준비되는 대로 제안이 여기에 표시됩니다.</translation>
     </message>
     <message>
         <source>No model suggestion for this photo.</source>
@@ -763,6 +811,7 @@ Choose a folder for the labels.</source>
     <name>SettingsDialog</name>
     <message>
         <source>Settings</source>
+        <extracomment>The space a QLineEdit keeps on each side of its text, inside its contents rectangle (QLineEditPrivate::horizontalMargin).</extracomment>
         <translation>설정</translation>
     </message>
     <message>

@@ -93,6 +93,7 @@ class AnatomySample:
     disc_crop: np.ndarray  # bool, the full-res mask inside disc_box (for Dice)
     fovea: tuple[float, float]  # full-res px, approximate (fovea_train.csv)
     fovea_confidence: str  # high, medium, low: how clearly it could be seen
+    image_path: Path
 
     @property
     def fovea_working(self) -> tuple[float, float]:
@@ -142,6 +143,7 @@ def load_anatomy_set(
                 disc_crop=full[box[1] : box[3], box[0] : box[2]].copy(),
                 fovea=(float(row["fovea_x"]), float(row["fovea_y"])),
                 fovea_confidence=row["confidence"],
+                image_path=photo,
             )
         )
     return samples

@@ -21,6 +21,7 @@ import numpy as np
 
 from inference.anatomy.decode import DecodeParams, decode
 from inference.anatomy.geometry import distance
+from inference.preprocess import Geometry
 from training.anatomy import AnatomySample
 
 CENTRE_BAR_DD = 0.25
@@ -42,9 +43,15 @@ class PhotoFigures:
 
 
 def photo_figures(
-    sample: AnatomySample, disc: np.ndarray, fovea: np.ndarray, params: DecodeParams
+    sample: AnatomySample,
+    disc: np.ndarray,
+    fovea: np.ndarray,
+    params: DecodeParams,
+    geometry: Geometry | None = None,
 ) -> PhotoFigures:
-    found = decode(disc, fovea, sample.geometry, params)
+    """One photo's figures; `geometry` where the maps were made from another version of the
+    photo (another camera's, whose pixels stay where they were) than the sample's."""
+    found = decode(disc, fovea, geometry or sample.geometry, params)
     dd = sample.disc_diameter
     x0, y0, x1, y1 = sample.disc_box
     truth_area = int(sample.disc_crop.sum())
@@ -97,7 +104,9 @@ def summarise_figures(photos: list[PhotoFigures]) -> dict[str, Any]:
         ),
         "fovea_within_0.5dd": fovea_ok,
         "fovea_within_1dd": sum(e <= 1.0 for e in fovea) / n,
-        "laterality_right": sum(p.laterality_ok is True for p in photos),
+        # placed, but beyond the bar: worse than not placed (a grader would trust it)
+        "fovea_found_beyond_0.5dd": sum(FOVEA_BAR_DD < e < math.inf for e in fovea),
+        "laterality_correct": sum(p.laterality_ok is True for p in photos),
         "laterality_wrong": sum(p.laterality_ok is False for p in photos),
         "laterality_unknown": sum(p.laterality_ok is None for p in photos),
         "bar": {

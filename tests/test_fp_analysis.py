@@ -18,6 +18,7 @@ from inference.preprocess import Geometry
 from training.fp_analysis import (
     ELSEWHERE,
     AnalysisConfig,
+    CurvePoint,
     OperatingCurve,
     classify_components,
     disc_diameter,
@@ -25,6 +26,7 @@ from training.fp_analysis import (
     fov_mask_full,
     fp_analysis_main,
     lesion_areas,
+    operating_points,
     region_table,
     rim_band,
     size_bin,
@@ -255,3 +257,20 @@ def test_the_command_reads_a_run_and_writes_its_report(tmp_path: Path) -> None:
     got = sorted(hard["points"]["IDRiD_90"])
     want = sorted([list(working(420, 200))[::-1], list(working(350, 100))[::-1]])
     assert np.abs(np.array(got) - np.array(want)).max() <= 1, (got, want)
+
+
+def test_operating_points_pick_thresholds_against_the_bar() -> None:
+    curve = [
+        CurvePoint(0.1, 30.0, 0.75, 50.0),
+        CurvePoint(0.3, 14.0, 0.66, 30.0),
+        CurvePoint(0.5, 11.0, 0.61, 25.0),
+        CurvePoint(0.7, 6.0, 0.50, 15.0),
+    ]
+    chosen = operating_points(curve, max_fp=12.0, min_sensitivity=0.60)
+    assert chosen["most_sensitive_within_fp"] == curve[2]
+    assert chosen["fewest_fp_with_sensitivity"] == curve[2]
+    assert chosen["meets_bar"] == curve[2]
+    strict = operating_points(curve, max_fp=10.0, min_sensitivity=0.65)
+    assert strict["most_sensitive_within_fp"] == curve[3]
+    assert strict["fewest_fp_with_sensitivity"] == curve[1]
+    assert strict["meets_bar"] is None

@@ -350,6 +350,34 @@ class OperatingCurve:
         ]
 
 
+#: The issue's bar for the default threshold: at most this many false components per photo
+#: with at least this lesion sensitivity (cross-validated).
+BAR_FP_PER_PHOTO = 12.0
+BAR_SENSITIVITY = 0.60
+
+
+def operating_points(
+    points: Sequence[CurvePoint],
+    max_fp: float = BAR_FP_PER_PHOTO,
+    min_sensitivity: float = BAR_SENSITIVITY,
+) -> dict[str, CurvePoint | None]:
+    """Where on the curve a reviewer's threshold could sit: the most sensitive point with at
+    most `max_fp` false components per photo, the point with the fewest false components and
+    at least `min_sensitivity`, and whether any point meets both (None where none does)."""
+    few = [p for p in points if p.fp_per_photo <= max_fp]
+    sensitive = [p for p in points if p.lesion_sensitivity >= min_sensitivity]
+    both = [p for p in few if p.lesion_sensitivity >= min_sensitivity]
+    return {
+        "most_sensitive_within_fp": max(few, key=lambda p: (p.lesion_sensitivity, -p.threshold))
+        if few
+        else None,
+        "fewest_fp_with_sensitivity": min(sensitive, key=lambda p: (p.fp_per_photo, p.threshold))
+        if sensitive
+        else None,
+        "meets_bar": max(both, key=lambda p: p.lesion_sensitivity) if both else None,
+    }
+
+
 # ----------------------------------------------------------------------------------------------
 # Tables
 
@@ -623,6 +651,9 @@ def write_report(
         "regions": regions,
         "sizes": sizes,
         "curve": [asdict(p) for p in points],
+        "operating_points": {
+            k: asdict(v) if v is not None else None for k, v in operating_points(points).items()
+        },
         "no_region": missing,
         "not_measured": {"bright_lesions": "no exudate masks are local"},
     }
@@ -690,6 +721,26 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {row['size_px']} | {row['false_positives']} | {_f(row['fp_share'], 3)} | "
             f"{_f(row['detections_share'], 3)} | {_f(row['lesions_share'], 3)} |"
+        )
+    chosen = report["operating_points"]
+    lines += [""]
+    for key, label in (
+        ("most_sensitive_within_fp", f"most sensitive with <= {BAR_FP_PER_PHOTO:g} FP/photo"),
+        (
+            "fewest_fp_with_sensitivity",
+            f"fewest FP with lesion sensitivity >= {BAR_SENSITIVITY:.2f}",
+        ),
+        ("meets_bar", "meets the bar (both)"),
+    ):
+        point = chosen[key]
+        lines.append(
+            f"- {label}: "
+            + (
+                f"threshold {point['threshold']:.3f}, {_f(point['fp_per_photo'])} FP/photo, "
+                f"lesion sensitivity {_f(point['lesion_sensitivity'], 3)}"
+                if point
+                else "none on this curve"
+            )
         )
     lines += [
         "",

@@ -167,6 +167,32 @@ def test_hard_negative_patches_cover_the_mined_points(data: LabelledSet, tmp_pat
         coverage(hard_negative_p=0.5)
 
 
+def test_shadows_darken_patches_smoothly_and_leave_the_target(data: LabelledSet) -> None:
+    from training.augment import PAIR_AUGMENT, augment_pair
+
+    sample = data.evaluable()[0]
+    assert sample.mask is not None
+    n = 8
+    img = torch.from_numpy(sample.image).permute(2, 0, 1)[None].float().repeat(n, 1, 1, 1)
+    msk = torch.from_numpy(sample.mask)[None, None].repeat(n, 1, 1, 1)
+    val = torch.from_numpy(sample.fov)[None, None].float().repeat(n, 1, 1, 1)
+    plain = augment_pair(img, msk, val, 0, 128, PAIR_AUGMENT)
+    off = augment_pair(img, msk, val, 0, 128, dataclasses.replace(PAIR_AUGMENT, shadow_p=0.0))
+    assert all(torch.equal(a, b) for a, b in zip(plain, off, strict=True))  # no extra draws
+    shaded = augment_pair(img, msk, val, 0, 128, dataclasses.replace(PAIR_AUGMENT, shadow_p=1.0))
+    # the shadow comes after every other draw: the same crops, the same target
+    assert torch.equal(plain[1], shaded[1]) and torch.equal(plain[2], shaded[2])
+    lit = plain[0].amin(dim=1, keepdim=True) > 10  # (n, 1, c, c) where a ratio is well defined
+    multiplier = (shaded[0] / plain[0].clamp_min(1e-3))[:, :1]  # (n, 1, c, c), as applied
+    assert (multiplier[lit] <= 1 + 1e-5).all()
+    darkest = torch.where(lit, multiplier, torch.ones_like(multiplier)).flatten(1).amin(dim=1)
+    assert (darkest <= 0.9).all()  # every patch loses at least 10% somewhere
+    # smooth: a Gaussian at least half a patch wide changes by well under 1% per pixel
+    both = lit[:, :, 1:, :] & lit[:, :, :-1, :]
+    step = (multiplier[:, :, 1:, :] - multiplier[:, :, :-1, :]).abs()
+    assert float(step[both].max()) < 0.01
+
+
 def test_data_errors_are_clear(tmp_path: Path, cache_dir: Path) -> None:
     with pytest.raises(DatasetError, match="does not exist"):
         load_labelled_set(tmp_path / "nowhere", cache_dir=cache_dir)

@@ -47,6 +47,11 @@ class AugmentConfig:
     hue: float = 0.02  # fraction of a full turn of the colour wheel, in YIQ space
     blur_p: float = 0.5
     blur_sigma: tuple[float, float] = (0.1, 2.0)  # output pixels
+    # a large smooth shadow (uneven illumination): the fraction of photos given one; 0 draws
+    # nothing, so a config without shadows augments exactly as before they existed
+    shadow_p: float = 0.0
+    shadow_depth: tuple[float, float] = (0.3, 0.7)  # darkest point's loss of brightness
+    shadow_sigma: tuple[float, float] = (0.5, 1.5)  # Gaussian width, in crop sides
 
 
 #: MoCo v2's recipe (crop scale 0.2-1, jitter p 0.8, blur p 0.5), colours toned down for fundus.
@@ -293,6 +298,27 @@ def gaussian_blur(images: Tensor, generator: torch.Generator, config: AugmentCon
     return x.view(n, c, h, w)
 
 
+def shadow(images: Tensor, generator: torch.Generator, config: AugmentConfig) -> Tensor:
+    """Darken (N, C, h, w) by a smooth Gaussian shadow per photo, at `config.shadow_p`.
+
+    The centre may lie outside the crop (up to half a side beyond it), so a patch sees the
+    middle of a dark region, its edge as a gradient, or a crescent; the target is untouched:
+    a shadow is not a haemorrhage, which is what the model is to learn.
+    """
+    n, _, h, w = images.shape
+    dev, g = images.device, generator
+    side = float(max(h, w))
+    on = (_uniform(g, (n,), 0, 1, dev) < config.shadow_p).float()  # (N,)
+    cx = _uniform(g, (n,), -0.5 * side, 1.5 * side, dev).view(n, 1, 1)  # (N, 1, 1)
+    cy = _uniform(g, (n,), -0.5 * side, 1.5 * side, dev).view(n, 1, 1)
+    sigma = _uniform(g, (n,), *config.shadow_sigma, dev).view(n, 1, 1) * side
+    depth = (on * _uniform(g, (n,), *config.shadow_depth, dev)).view(n, 1, 1)
+    ys = torch.arange(h, device=dev, dtype=torch.float32).view(1, h, 1) + 0.5
+    xs = torch.arange(w, device=dev, dtype=torch.float32).view(1, 1, w) + 0.5
+    blob = torch.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma**2))  # (N, h, w)
+    return images * (1 - depth * blob)[:, None]  # (N, C, h, w)
+
+
 def _view(pyramid: _Pyramid, g: torch.Generator, crop_size: int, config: AugmentConfig) -> Tensor:
     """(N, 4, H, W): RGB 0-255 and the FOV -> one random view (N, 3, crop, crop), float 0-255."""
     theta, shrink = sample_crops(pyramid.level(0)[:, 3:4], crop_size, g, config)
@@ -339,4 +365,6 @@ def augment_pair(
     warped = _warp(pyramid, theta, shrink, crop_size, config.antialias)  # (N, 6, crop, crop)
     crops = colour_jitter(warped[:, :3], warped[:, 5:6], g, config)
     crops = gaussian_blur(crops, g, config).clamp(0, 255)  # (N, 3, crop, crop)
+    if config.shadow_p > 0:
+        crops = shadow(crops, g, config)
     return crops, warped[:, 3:4].clamp(0, 1), (warped[:, 4:5] >= 0.5).to(torch.float32)

@@ -85,6 +85,9 @@ class FinetuneConfig:
     hard_negative_p: float = _help(
         0.0, "of the patches not centred on a lesion, the fraction centred on a hard negative"
     )
+    shadow_p: float = _help(
+        0.0, "fraction of patches darkened by a large smooth shadow (training.augment.shadow)"
+    )
     bce_weight: float = _help(1.0, "weight of the BCE term")
     dice_weight: float = _help(1.0, "weight of the soft Dice term")
     focal_gamma: float = _help(0.0, "focal-loss gamma (0: plain BCE)")
@@ -122,8 +125,10 @@ class FinetuneConfig:
                 )
         if self.eval_window and self.eval_window % 32:
             raise ValueError(f"--eval-window must be a multiple of 32, not {self.eval_window}")
-        if not 0.0 <= self.hard_negative_p <= 1.0:
-            raise ValueError(f"--hard-negative-p must be in [0, 1], not {self.hard_negative_p}")
+        for name in ("hard_negative_p", "shadow_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} must be in [0, 1], not {getattr(self, name)}")
         if self.crop_size > self.working_size:
             raise ValueError(
                 f"--crop-size {self.crop_size} exceeds --working-size {self.working_size}"
@@ -317,6 +322,7 @@ class PatchSampler:
         )
         self.lesion_bias = config.lesion_bias
         self.augment = config.augment
+        self.augment_config = dataclasses.replace(LESION_PATCH_AUGMENT, shadow_p=config.shadow_p)
         self.camera_p = config.camera_p
         # Rows: each photo as taken, then its other-camera versions (cameras[name]).
         images: list[np.ndarray] = []
@@ -399,7 +405,7 @@ class PatchSampler:
         msk = torch.stack(masks)  # (n, 1, c, c)
         val = torch.stack(fov).float()  # (n, 1, c, c)
         if self.augment:
-            img, msk, val = augment_pair(img, msk, val, generator, self.crop, LESION_PATCH_AUGMENT)
+            img, msk, val = augment_pair(img, msk, val, generator, self.crop, self.augment_config)
         else:
             start = (self.context - self.crop) // 2
             crop = (

@@ -760,3 +760,18 @@ def test_other_camera_versions_go_through_the_clinic_pipeline_and_train(
     assert {plain.row(0, rng) for _ in range(20)} == {plain.rows[0][0]}
     images, *_ = sampler.batch(4, rng, torch.Generator().manual_seed(0))
     assert images.shape == (4, 3, 128, 128) and torch.isfinite(images).all()
+
+
+def test_compare_hands_its_patch_settings_to_every_fold() -> None:
+    from training.compare import SCALES, CompareConfig, RunSpec, finetune_config
+
+    config = CompareConfig(hard_negatives="hard.json", hard_negative_p=0.3, shadow_p=0.2)
+    ft = finetune_config(RunSpec("random", "seg"), SCALES["reduced"], config, "", 1)
+    assert (ft.hard_negatives, ft.hard_negative_p, ft.shadow_p, ft.seed) == (
+        "hard.json",
+        0.3,
+        0.2,
+        1,
+    )
+    with pytest.raises(ValueError, match="--shadow-p must be in"):
+        small_config(shadow_p=1.5)

@@ -202,6 +202,13 @@ class CompareConfig:
     ema_decay: float = _help(
         0.0, "average the weights over the steps with this decay (0: off; see training.ema)"
     )
+    hard_negatives: str = _help(
+        "", "hard-negative points (fp-analysis's hard_negatives.json) for every fold"
+    )
+    hard_negative_p: float = _help(
+        0.0, "of the patches not centred on a lesion, the fraction centred on a hard negative"
+    )
+    shadow_p: float = _help(0.0, "fraction of patches darkened by a large smooth shadow")
     mirror_average: bool = _help(
         True,
         "predict each photo as the mean of it and its three mirror images, as the exported "
@@ -270,6 +277,9 @@ def finetune_config(
         camera_p=config.camera_p,
         bf16=config.bf16,
         ema_decay=config.ema_decay,
+        hard_negatives=config.hard_negatives,
+        hard_negative_p=config.hard_negative_p,
+        shadow_p=config.shadow_p,
     )
 
 

@@ -125,6 +125,8 @@ def test_before_the_model_arrives_the_photo_says_not_run_yet_and_cannot_be_accep
     assert "no model" not in window.statusBar().currentMessage().lower()
     assert "waiting for the model" in window.statusBar().currentMessage()
     assert "Loading" in window.model_label.text()
+    # no threshold figure that could be taken for the model's (it has none yet)
+    assert window.panel.threshold_label.text() == "–" and not window.panel.threshold.isEnabled()
 
     # Ctrl+Return on a photo the model has not seen: nothing is accepted or written
     window.acts["status_accepted"].trigger()

@@ -99,3 +99,19 @@ def test_going_to_a_lesion_with_the_overlay_hidden_shows_it(window: MainWindow) 
     key(window, "toggle_overlay")
     key(window, "reject_lesion")
     assert window.canvas.overlay.visible
+
+
+def test_the_next_photo_starts_with_no_lesion_under_review(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow
+) -> None:
+    key(window, "next_lesion")
+    key(window, "next_lesion")
+    assert window.panel.lesions.current_id() is not None
+    folder = window.current.document.path.parent  # type: ignore[union-attr]
+    shutil.copy(idrid_photo(17), folder / "IDRiD_17.jpg")
+    window.photos.add_photos([folder / "IDRiD_17.jpg"])
+    with qtbot.waitSignal(window.loader.loaded, timeout=120_000):
+        window.photos.set_current(folder / "IDRiD_17.jpg")
+    assert window.current is not None and window.current.document.path.name == "IDRiD_17.jpg"
+    assert window.panel.lesions.current_id() is None, "another photo's lesion number carried over"
+    assert window.canvas._focus is None

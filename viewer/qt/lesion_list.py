@@ -69,6 +69,13 @@ class LesionList(QTableWidget):
             self.selectRow(self._ids.index(current))
         self.blockSignals(False)
 
+    def forget_current(self) -> None:
+        """No lesion under review (another photo: its lesion 4 is not this one's)."""
+        self.blockSignals(True)
+        self.clearSelection()
+        self.setCurrentCell(-1, -1)
+        self.blockSignals(False)
+
     def select_id(self, lesion_id: int) -> None:
         """Select a lesion by id (emits lesion_activated, which centres the canvas on it)."""
         if lesion_id in self._ids:

@@ -427,6 +427,8 @@ class MainWindow(QMainWindow):
     def _on_loaded(self, path: str, opened: OpenedPhoto) -> None:
         if self._adopt_late_prediction(opened):
             return
+        if self.current is None or self.current.document.path != opened.document.path:
+            self.panel.lesions.forget_current()
         self.current = opened
         doc = opened.document
         if self._open_folder is not None:  # reopening the folder goes on here
@@ -434,6 +436,8 @@ class MainWindow(QMainWindow):
             save_settings(self.settings)
         self.canvas.set_document(doc, opened.photo.rgb)
         self.statusBar().clearMessage()
+        if opened.autosave is not None:
+            self.show_document_state()  # the question is about this photo: show its lesions
         if opened.autosave is not None and dialogs.ask_restore_autosave(
             self, doc.path.name, opened.autosave
         ):
@@ -778,7 +782,7 @@ class MainWindow(QMainWindow):
         self.panel.set_has_model(doc.has_model)
         self.panel.set_fov_note(doc.prediction.geometry.fov if doc.prediction else None)
         self.panel.colour_note.setVisible(doc.no_colour)
-        self.panel.set_threshold(doc.threshold)
+        self.panel.set_threshold(doc.threshold if doc.has_model else None)
         self.panel.set_status(doc.status)
         self.panel.lesions.set_lesions(doc.lesions, doc.decisions)
         kept = sum(1 for les in doc.lesions if doc.decisions.get(les.id) != "rejected")
@@ -803,8 +807,9 @@ class MainWindow(QMainWindow):
     def save(self, *, overwrite: bool = False) -> bool:
         return self.saving.save(overwrite=overwrite)
 
-    def offer_unsaved_edits(self) -> None:
-        self.saving.offer_unsaved_edits()
+    def offer_unsaved_edits(self, sources: list[str] | None = None) -> None:
+        """At start-up: ask about edits a crash left unsaved, then open `sources`."""
+        self.saving.offer_unsaved_edits(sources or [])
 
     # -- pre-annotation ------------------------------------------------------------------
 

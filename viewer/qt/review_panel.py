@@ -126,8 +126,12 @@ class ReviewPanel(QWidget):
         self.threshold_label.setText(f"{t:.2f}")
         self.threshold_changed.emit(t)
 
-    def set_threshold(self, t: float) -> None:
-        """Show a threshold without re-emitting it (model to widget, signals blocked)."""
+    def set_threshold(self, t: float | None) -> None:
+        """Show a threshold without re-emitting it (model to widget, signals blocked); None:
+        no model suggestion to threshold, so no figure that could be mistaken for one."""
+        if t is None:
+            self.threshold_label.setText("–")
+            return
         self.threshold.blockSignals(True)
         self.threshold.setValue(round(t * THRESHOLD_STEPS))
         self.threshold.blockSignals(False)

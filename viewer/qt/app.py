@@ -63,9 +63,8 @@ class HemaviewApp(QApplication):
         self.window = MainWindow(self.settings, model_path=model_path)
         self.window.fit_to_screen()
         self.window.show()
-        if paths:
-            self.window.open_sources(paths)
-        self.window.offer_unsaved_edits()
+        # unsaved edits from a crash are asked about first; the answer keeps `paths` open
+        self.window.offer_unsaved_edits(paths)
         return self.window
 
     def switch_language(self, setting: str) -> MainWindow | None:

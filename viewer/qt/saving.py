@@ -4,6 +4,7 @@ edits a crash left unsaved, and the export for training. Widgets show; this deci
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from inference import HemaviewError
 from viewer.model.compare import MaskComparison, compare_masks_picture
+from viewer.model.library import find_photos
 from viewer.model.session import LabelConflict, LabelFolderNotWritable, export_accepted_labels
 from viewer.qt import dialogs
 from viewer.qt.settings import save_settings
@@ -133,15 +135,42 @@ class LabelSaving(QObject):
             text += "\n\n" + "\n".join(report.skipped[:20])
         QMessageBox.information(w, self.tr("Export accepted labels"), text)
 
-    def offer_unsaved_edits(self) -> None:
-        """At start-up: the photos whose edits a crash left unsaved, listed at once."""
+    def offer_unsaved_edits(self, sources: Sequence[str] = ()) -> None:
+        """At start-up: the photos whose edits a crash left unsaved, listed at once.
+
+        Asked before `sources` (the photos and folders the app was started with) open, so
+        no photo shows under the question and no second question (restore this photo?)
+        stacks on it. "Open these photos" keeps what the reviewer opens (`sources`, or the
+        list open now): a recovered photo in it is selected; one outside it brings its
+        folder along, so its neighbours are there too."""
         w = self.window
         pending = [s for s in w.autosaver.pending() if Path(s.photo_path).is_file()]
-        if not pending:
-            return
-        answer = dialogs.ask_about_unsaved_edits(w, pending)
-        if answer == "open":
-            w.open_sources([s.photo_path for s in pending])
-        elif answer == "discard":
+        answer = dialogs.ask_about_unsaved_edits(w, pending) if pending else "later"
+        if answer == "discard":
             for state in pending:
                 w.autosaver.discard(state.photo_path)
+        recovered = [Path(s.photo_path) for s in pending] if answer == "open" else []
+        if sources:
+            w.open_sources(list(sources))
+        elif recovered and not w.photos.library.entries:
+            w.open_sources([str(f) for f in _folders_of(recovered)])
+        if recovered:
+            self._select_recovered(recovered)
+
+    def _select_recovered(self, recovered: list[Path]) -> None:
+        """Add the folders of recovered photos missing from the list, then open the first
+        (its restore question follows when it has loaded)."""
+        w = self.window
+        missing = _folders_of(p for p in recovered if w.photos.library.entry(p) is None)
+        if missing:
+            w.photos.add_photos(find_photos(missing))
+            watched = set(w.watcher.directories())
+            w.watcher.addPaths([str(f) for f in missing if str(f) not in watched])
+            if w.segmenter is not None:
+                w.start_preannotation()
+        w.photos.set_current(recovered[0])
+
+
+def _folders_of(photos: Iterable[Path]) -> list[Path]:
+    """The photos' folders, each once, in the photos' order."""
+    return list(dict.fromkeys(p.parent for p in photos))

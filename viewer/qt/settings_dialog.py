@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QColor, QFontMetricsF
 from PySide6.QtWidgets import (
     QCheckBox,
     QColorDialog,
@@ -20,11 +21,59 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSlider,
+    QStyle,
+    QStyleOptionFrame,
     QVBoxLayout,
     QWidget,
 )
 
 from viewer.qt.settings import Settings
+
+#: The space a QLineEdit keeps on each side of its text, inside its contents rectangle
+#: (QLineEditPrivate::horizontalMargin).
+LINE_EDIT_MARGIN = 2
+
+
+def relative_luminance(colour: QColor) -> float:
+    """WCAG 2 relative luminance, 0 (black) to 1 (white)."""
+
+    def linear(channel: float) -> float:
+        return channel / 12.92 if channel <= 0.04045 else ((channel + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (linear(c) for c in (colour.redF(), colour.greenF(), colour.blueF()))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast_ratio(a: QColor, b: QColor) -> float:
+    """WCAG 2 contrast ratio, 1 to 21 (4.5 is the bar for normal text)."""
+    high, low = sorted((relative_luminance(a), relative_luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def text_colour_on(background: QColor) -> QColor:
+    """Black or white, whichever reads better on `background`. HSL lightness is not it:
+    the overlay's cyan has a lightness of one half yet is nearly as bright as white, so
+    white text on it could not be read."""
+    black, white = QColor(Qt.GlobalColor.black), QColor(Qt.GlobalColor.white)
+    return (
+        black if contrast_ratio(black, background) >= contrast_ratio(white, background) else white
+    )
+
+
+def fit_placeholder(edit: QLineEdit) -> None:
+    """Never narrower than its placeholder in the language in use: a hint cut off in
+    the middle says nothing."""
+    option = QStyleOptionFrame()
+    edit.initStyleOption(option)
+    margins = edit.textMargins()
+    # fractional advances: a width rounded down elides the text's last letters
+    text = math.ceil(QFontMetricsF(edit.font()).horizontalAdvance(edit.placeholderText()))
+    inner = QSize(
+        text + margins.left() + margins.right() + 2 * LINE_EDIT_MARGIN,
+        edit.sizeHint().height(),
+    )
+    size = edit.style().sizeFromContents(QStyle.ContentsType.CT_LineEdit, option, inner, edit)
+    edit.setMinimumWidth(max(size.width(), edit.minimumSizeHint().width()))
 
 
 class SettingsDialog(QDialog):
@@ -66,6 +115,8 @@ class SettingsDialog(QDialog):
         self.remote.setPlaceholderText(
             self.tr("host:port of a Triton server (empty: this computer only)")
         )
+        for edit in (self.reviewer, self.label_dir, self.remote):
+            fit_placeholder(edit)
         self.budget = QDoubleSpinBox()
         self.budget.setRange(0.0, 3600.0)
         self.budget.setDecimals(2)
@@ -101,9 +152,15 @@ class SettingsDialog(QDialog):
         layout.addWidget(buttons)
 
     def _show_colour(self) -> None:
-        self.colour_button.setText(self._colour.name())
-        text = "black" if self._colour.lightness() > 128 else "white"
-        self.colour_button.setStyleSheet(f"background-color: {self._colour.name()}; color: {text}")
+        colour, text = self._colour.name(), text_colour_on(self._colour).name()
+        self.colour_button.setText(colour)
+        # With a border of its own the button is painted flat in the colour itself; with
+        # only a background colour, the style shades it into a lighter gradient.
+        self.colour_button.setStyleSheet(
+            f"QPushButton {{ background-color: {colour}; color: {text};"
+            " border: 1px solid palette(dark); border-radius: 3px; padding: 4px; }"
+            " QPushButton:focus { border: 2px solid palette(highlight); }"
+        )
 
     def _pick_colour(self) -> None:
         colour = QColorDialog.getColor(self._colour, self, self.tr("Overlay colour"))

@@ -79,8 +79,9 @@ def test_a_and_x_decide_and_move_on_and_a_rejection_stays_visible(  # type: igno
     window.acts["next_lesion"].trigger()
     first = window.panel.lesions.current_id()
     assert first is not None
-    # the lesion under review: ringed, and the overlay drawn as outlines so it shows
-    assert window.canvas._focus is not None and not window.canvas.overlay.filled
+    # the lesion under review: ringed; the overlay stays as "Outline only" says (filled)
+    assert window.canvas._focus is not None
+    assert window.canvas.overlay.filled == (not window.panel.outline.isChecked())
     zoom_before = window.canvas.zoom
     window.acts["reject_lesion"].trigger()
     second = window.panel.lesions.current_id()

@@ -782,7 +782,9 @@ class MainWindow(QMainWindow):
         self.panel.set_has_model(doc.has_model)
         self.panel.set_fov_note(doc.prediction.geometry.fov if doc.prediction else None)
         self.panel.colour_note.setVisible(doc.no_colour)
-        self.panel.set_threshold(doc.threshold if doc.has_model else None)
+        # the model's own default where a model opened the photo; no figure without one
+        known = doc.has_model or (self.current is not None and self.current.model_sha256)
+        self.panel.set_threshold(doc.threshold if known else None)
         self.panel.set_status(doc.status)
         self.panel.lesions.set_lesions(doc.lesions, doc.decisions)
         kept = sum(1 for les in doc.lesions if doc.decisions.get(les.id) != "rejected")

@@ -216,6 +216,14 @@
         <translation>Space + 드래그 또는 가운데 버튼</translation>
     </message>
     <message>
+        <source>Tools</source>
+        <translation>도구</translation>
+    </message>
+    <message>
+        <source>Recent folders</source>
+        <translation>최근 폴더</translation>
+    </message>
+    <message>
         <source>A and X decide the lesion under review (the highlighted row), then go on to the next undecided lesion after it, coming round to the first: a lesion passed over stays undecided until you come back to it. N and Shift+N step through every lesion, decided or not.</source>
         <translation>A와 X는 검토 중인 병변(강조된 행)을 결정한 뒤, 그다음의 미결정 병변으로 넘어갑니다(끝에서는 처음으로 돌아감). 건너뛴 병변은 다시 돌아올 때까지 미결정으로 남습니다. N과 Shift+N은 결정 여부와 관계없이 모든 병변을 차례로 이동합니다.</translation>
     </message>
@@ -445,6 +453,33 @@ Choose a folder for the labels.</source>
     </message>
 </context>
 <context>
+    <name>LesionReview</name>
+    <message>
+        <source>Overlay shown: you are working on it.</source>
+        <translation>오버레이를 다시 표시했습니다: 지금 편집 중인 내용입니다.</translation>
+    </message>
+    <message>
+        <source>accepted</source>
+        <translation>승인됨</translation>
+    </message>
+    <message>
+        <source>rejected</source>
+        <translation>거부됨</translation>
+    </message>
+    <message>
+        <source>Lesion {n} {decision}.</source>
+        <translation>병변 {n}: {decision}.</translation>
+    </message>
+    <message>
+        <source>Now lesion {n}; {left} undecided.</source>
+        <translation>이제 병변 {n}, 미결정 {left}개.</translation>
+    </message>
+    <message>
+        <source>Every lesion is decided.</source>
+        <translation>모든 병변이 결정되었습니다.</translation>
+    </message>
+</context>
+<context>
     <name>MainWindow</name>
     <message>
         <source>Photos</source>
@@ -455,48 +490,8 @@ Choose a folder for the labels.</source>
         <translation>검토</translation>
     </message>
     <message>
-        <source>No model loaded</source>
-        <translation>불러온 모델 없음</translation>
-    </message>
-    <message>
-        <source>Loading the model…</source>
-        <translation>모델을 불러오는 중…</translation>
-    </message>
-    <message>
-        <source>Tools</source>
-        <translation>도구</translation>
-    </message>
-    <message>
-        <source>Recent folders</source>
-        <translation>최근 폴더</translation>
-    </message>
-    <message>
-        <source>GPU</source>
-        <translation>GPU</translation>
-    </message>
-    <message>
-        <source>CPU</source>
-        <translation>CPU</translation>
-    </message>
-    <message>
-        <source>remote server</source>
-        <translation>원격 서버</translation>
-    </message>
-    <message>
-        <source>Model {name} {version}, file {file} (SHA-256 {sha}), running on the {where}.</source>
-        <translation>모델 {name} {version}, 파일 {file} (SHA-256 {sha}), 실행 위치: {where}.</translation>
-    </message>
-    <message>
-        <source>Model on {where}</source>
-        <translation>모델 실행 위치: {where}</translation>
-    </message>
-    <message>
         <source>no model is loaded</source>
         <translation>모델이 로드되지 않았습니다</translation>
-    </message>
-    <message>
-        <source>No model: photos are shown without overlay</source>
-        <translation>모델 없음: 사진을 오버레이 없이 표시합니다</translation>
     </message>
     <message>
         <source>The model cannot be used: {reason}</source>
@@ -535,26 +530,6 @@ Choose a folder for the labels.</source>
         <translation>{name}: 모델을 기다리는 중입니다. 제안이 곧 표시됩니다.</translation>
     </message>
     <message>
-        <source>accepted</source>
-        <translation>승인됨</translation>
-    </message>
-    <message>
-        <source>rejected</source>
-        <translation>거부됨</translation>
-    </message>
-    <message>
-        <source>Lesion {n} {decision}.</source>
-        <translation>병변 {n}: {decision}.</translation>
-    </message>
-    <message>
-        <source>Now lesion {n}; {left} undecided.</source>
-        <translation>이제 병변 {n}, 미결정 {left}개.</translation>
-    </message>
-    <message>
-        <source>Every lesion is decided.</source>
-        <translation>모든 병변이 결정되었습니다.</translation>
-    </message>
-    <message>
         <source>{name}: the model has not run on this photo yet; accept it once its suggestion shows.</source>
         <translation>{name}: 이 사진에는 아직 모델이 실행되지 않았습니다. 제안이 표시된 뒤 승인하세요.</translation>
     </message>
@@ -571,16 +546,8 @@ Choose a folder for the labels.</source>
         <translation>{name}에 모델을 그래도 실행하는 중…</translation>
     </message>
     <message>
-        <source>Overlay shown: you are working on it.</source>
-        <translation>오버레이를 다시 표시했습니다: 지금 편집 중인 내용입니다.</translation>
-    </message>
-    <message>
         <source>The threshold moves the model&apos;s suggestion; your edited mask stays (Reset applies it).</source>
         <translation>임계값은 모델 제안에만 적용되며 편집한 마스크는 그대로 유지됩니다 (‘모델 제안으로 되돌리기’를 하면 적용됩니다).</translation>
-    </message>
-    <message>
-        <source>Brush {size} px</source>
-        <translation>브러시 {size} px</translation>
     </message>
 </context>
 <context>
@@ -889,6 +856,45 @@ Choose a folder for the labels.</source>
     <message>
         <source>Overlay colour</source>
         <translation>오버레이 색상</translation>
+    </message>
+</context>
+<context>
+    <name>StatusLine</name>
+    <message>
+        <source>Loading the model…</source>
+        <translation>모델을 불러오는 중…</translation>
+    </message>
+    <message>
+        <source>GPU</source>
+        <translation>GPU</translation>
+    </message>
+    <message>
+        <source>CPU</source>
+        <translation>CPU</translation>
+    </message>
+    <message>
+        <source>remote server</source>
+        <translation>원격 서버</translation>
+    </message>
+    <message>
+        <source>Model on {where}</source>
+        <translation>모델 실행 위치: {where}</translation>
+    </message>
+    <message>
+        <source>No model loaded</source>
+        <translation>불러온 모델 없음</translation>
+    </message>
+    <message>
+        <source>No model: photos are shown without overlay</source>
+        <translation>모델 없음: 사진을 오버레이 없이 표시합니다</translation>
+    </message>
+    <message>
+        <source>Model {name} {version}, file {file} (SHA-256 {sha}), running on the {where}.</source>
+        <translation>모델 {name} {version}, 파일 {file} (SHA-256 {sha}), 실행 위치: {where}.</translation>
+    </message>
+    <message>
+        <source>Brush {size} px</source>
+        <translation>브러시 {size} px</translation>
     </message>
 </context>
 </TS>

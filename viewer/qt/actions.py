@@ -14,6 +14,7 @@ from html import escape
 import qtawesome as qta
 from PySide6.QtCore import QCoreApplication, QObject
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QMainWindow, QMenu
 
 
 def tr(text: str) -> str:
@@ -413,6 +414,28 @@ def build_actions(
                 action.triggered.connect(lambda _checked=False, h=handler: h())
         actions[spec.name] = action
     return actions
+
+
+def install_menus(window: QMainWindow, acts: dict[str, QAction]) -> QMenu:
+    """The menu bar and the toolbar from the table; returns the (empty) recent folders menu."""
+    menus = {name: window.menuBar().addMenu(menu_title(name)) for name in MENUS}
+    toolbar = window.addToolBar(QCoreApplication.translate("Actions", "Tools"))
+    toolbar.setObjectName("mainToolbar")
+    toolbar.setMovable(False)
+    last_menu = None
+    recent = None
+    for spec in SPECS:
+        menus[spec.menu].addAction(acts[spec.name])
+        if spec.toolbar:
+            if last_menu is not None and spec.menu != last_menu:
+                toolbar.addSeparator()
+            toolbar.addAction(acts[spec.name])
+            last_menu = spec.menu
+        if spec.name == "open_files":
+            recent = menus["File"].addMenu(QCoreApplication.translate("Actions", "Recent folders"))
+    window.addActions(list(acts.values()))
+    assert recent is not None, "the File menu lists open_files"
+    return recent
 
 
 def lesion_rule() -> str:

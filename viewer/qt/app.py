@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QApplication
 
 from inference import __version__
 from inference.resources import app_icon_path
+from viewer.qt.handover import hand_over
 from viewer.qt.main_window import MainWindow
 from viewer.qt.settings import Settings, load_settings, save_settings
 
@@ -89,8 +90,7 @@ class HemaviewApp(QApplication):
         )
         window.restoreGeometry(old.saveGeometry())
         window.show()  # sized first, so the zoom and position it takes over mean the same
-        window.take_over(old)
-        old.current = None  # the document is the new window's now
+        hand_over(old, window)
         old.hide()
         old.deleteLater()
         self.window = window

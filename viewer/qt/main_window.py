@@ -13,7 +13,6 @@ from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
     QFileDialog,
-    QLabel,
     QMainWindow,
     QWidget,
 )
@@ -26,17 +25,18 @@ from viewer.model.session import (
     OpenedPhoto,
     ReviewSession,
 )
-from viewer.model.tools import lesion_outline
 from viewer.model.view_state import ViewState
 from viewer.qt import dialogs
-from viewer.qt.actions import MENUS, SPECS, build_actions, menu_title
+from viewer.qt.actions import build_actions, install_menus
 from viewer.qt.canvas import ImageCanvas
+from viewer.qt.lesion_review import LesionReview
 from viewer.qt.photo_list import PhotoListWidget
 from viewer.qt.preannotation import Preannotator
 from viewer.qt.review_panel import ReviewPanel
 from viewer.qt.saving import LabelSaving
 from viewer.qt.settings import Settings, save_settings
 from viewer.qt.settings_dialog import SettingsDialog
+from viewer.qt.status_line import StatusLine
 from viewer.qt.view_binding import ViewBinding
 from viewer.qt.workers import PhotoLoader, TaskRunner, stop_all_jobs
 
@@ -102,14 +102,34 @@ class MainWindow(QMainWindow):
         self._dock(
             self.panel, self.tr("Review"), Qt.DockWidgetArea.RightDockWidgetArea, "reviewDock"
         )
-        self._build_status_bar()
-        self.acts = build_actions(self, self._handlers())
+        self.status_line = StatusLine(
+            self.statusBar(),
+            self.canvas,
+            [
+                self.preannotator.progress,
+                self.preannotator.cancel_button,
+                self.preannotator.remote_label,
+            ],
+        )
+        # the labels tests and the About box read
+        self.model_label = self.status_line.model_label
+        self.brush_label = self.status_line.brush_label
         # overlay on/off, outline, opacity and preset: one state, bound in one place
         self.view = ViewState()
+        self.review = LesionReview(
+            self.panel.lesions,
+            self.canvas,
+            self.view,
+            document=lambda: self.current.document if self.current is not None else None,
+            edited=self._edited,
+            say=lambda text, msecs: self.statusBar().showMessage(text, msecs),
+            parent=self,
+        )
+        self.acts = build_actions(self, self._handlers())
         self.view_binding = ViewBinding(
             self.view, self.canvas, self.panel, self.acts, lambda: self.settings
         )
-        self._build_menus()
+        self.recent_menu = install_menus(self, self.acts)
         self._wire()
         self._apply_settings()
         self.canvas.set_tool("pan")
@@ -121,10 +141,9 @@ class MainWindow(QMainWindow):
         if load_model:
             # Photos opened before the model arrives are "not run yet", not "no model".
             self.session.model_pending = True
-            self.model_label.setText(self.tr("Loading the model…"))
             self.model_loader.submit(Segmenter.open, model_path)
         else:
-            self.model_label.setText(self.tr("No model loaded"))
+            self.status_line.show_no_model()
 
     # -- composition ---------------------------------------------------------------------
 
@@ -138,37 +157,6 @@ class MainWindow(QMainWindow):
         )
         self.addDockWidget(area, dock)
 
-    def _build_status_bar(self) -> None:
-        bar = self.statusBar()
-        self.model_label = QLabel(self.tr("Loading the model…"))
-        self.cursor_label = QLabel()
-        self.zoom_label = QLabel()
-        self.brush_label = QLabel()  # the brush's size as a number, while it is the tool
-        bar.addPermanentWidget(self.brush_label)
-        bar.addPermanentWidget(self.cursor_label)
-        bar.addPermanentWidget(self.zoom_label)
-        bar.addPermanentWidget(self.preannotator.progress)
-        bar.addPermanentWidget(self.preannotator.cancel_button)
-        bar.addPermanentWidget(self.model_label)
-        bar.addPermanentWidget(self.preannotator.remote_label)
-
-    def _build_menus(self) -> None:
-        menus = {name: self.menuBar().addMenu(menu_title(name)) for name in MENUS}
-        toolbar = self.addToolBar(self.tr("Tools"))
-        toolbar.setObjectName("mainToolbar")
-        toolbar.setMovable(False)
-        last_menu = None
-        for spec in SPECS:
-            menus[spec.menu].addAction(self.acts[spec.name])
-            if spec.toolbar:
-                if last_menu is not None and spec.menu != last_menu:
-                    toolbar.addSeparator()
-                toolbar.addAction(self.acts[spec.name])
-                last_menu = spec.menu
-            if spec.name == "open_files":
-                self.recent_menu = menus["File"].addMenu(self.tr("Recent folders"))
-        self.addActions(list(self.acts.values()))
-
     def _handlers(self) -> dict:  # type: ignore[type-arg]
         c = self.canvas
         return {
@@ -179,9 +167,9 @@ class MainWindow(QMainWindow):
             "export_accepted": lambda: self.saving.export_accepted(),
             "settings": self.edit_settings,
             "quit": self.close,
-            "undo": lambda: self._step_history(c.undo),
-            "redo": lambda: self._step_history(c.redo),
-            "reset": self.reset_to_suggestion,
+            "undo": lambda: self.review.step_history(c.undo),
+            "redo": lambda: self.review.step_history(c.redo),
+            "reset": self.review.reset,
             "threshold_up": lambda: self.nudge_threshold(+0.05),
             "threshold_down": lambda: self.nudge_threshold(-0.05),
             "zoom_in": c.zoom_in,
@@ -200,14 +188,14 @@ class MainWindow(QMainWindow):
             "brush_larger": lambda: c.grow_brush(1),
             "next_lesion": lambda: self.panel.lesions.step(+1),
             "previous_lesion": lambda: self.panel.lesions.step(-1),
-            "accept_lesion": lambda: self.decide_lesion("accepted"),
-            "reject_lesion": lambda: self.decide_lesion("rejected"),
+            "accept_lesion": lambda: self.review.decide("accepted"),
+            "reject_lesion": lambda: self.review.decide("rejected"),
             "status_in_review": lambda: self.set_status("in_review"),
             "status_accepted": self.accept_and_next,
             "run_anyway": self.run_model_anyway,
             "status_rejected": lambda: self.set_status("rejected"),
             "shortcuts": lambda: dialogs.show_shortcuts(self),
-            "about": lambda: dialogs.show_about(self, self._about_model()),
+            "about": lambda: dialogs.show_about(self, self.status_line.about_model(self.segmenter)),
         }
 
     def _wire(self) -> None:
@@ -217,16 +205,10 @@ class MainWindow(QMainWindow):
         self.model_loader.done.connect(lambda _token, value: self._on_model(value))
         self.model_loader.error.connect(lambda _token, message: self._on_model_error(message))
         self.canvas.mask_edited.connect(lambda rect: self._edited(rect, repaint=False))
-        self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
-        self.canvas.cursor_moved.connect(self._show_cursor)
-        self.canvas.cursor_left.connect(lambda: self.cursor_label.setText(""))
         self.canvas.notice.connect(lambda text: self.statusBar().showMessage(text, 4000))
-        self.canvas.edit_started.connect(self._reveal_overlay)
         self.canvas.tool_changed.connect(self._tool_changed)
-        self.canvas.brush_radius_changed.connect(lambda _r: self._show_brush())
         self.panel.threshold_changed.connect(self.set_threshold)
         self.panel.status_chosen.connect(self.set_status)
-        self.panel.lesions.lesion_activated.connect(self._centre_on_lesion)
 
     def _apply_settings(self) -> None:
         s = self.settings
@@ -250,35 +232,11 @@ class MainWindow(QMainWindow):
             return
         self.set_segmenter(value)
 
-    def _about_model(self) -> str:
-        """The model in the reviewer's language (the About box): name, file, where it runs."""
-        seg = self.segmenter
-        if seg is None:
-            return self.model_label.text()
-        where = {"cuda": self.tr("GPU"), "cpu": self.tr("CPU"), "triton": self.tr("remote server")}
-        return self.tr(
-            "Model {name} {version}, file {file} (SHA-256 {sha}), running on the {where}."
-        ).format(
-            name=seg.contract.model_name,
-            version=seg.contract.model_version,
-            file=seg.model.path.name,
-            sha=seg.model.sha256[:12],
-            where=where.get(seg.device, seg.device),
-        )
-
     def set_segmenter(self, segmenter: Segmenter) -> None:
         self.segmenter = segmenter
         self.session.segmenter = segmenter
         self.canvas.clahe_recipe = segmenter.contract.preprocess
-        where = {"cuda": self.tr("GPU"), "cpu": self.tr("CPU"), "triton": self.tr("remote server")}
-        self.model_label.setText(
-            self.tr("Model on {where}").format(where=where.get(segmenter.device, segmenter.device))
-        )
-        self.model_label.setToolTip(
-            f"{segmenter.contract.model_name} {segmenter.contract.model_version} "
-            f"({segmenter.model.sha256[:12]})\n{segmenter.model_reason}\n"
-            f"{segmenter.device_reason}"
-        )
+        self.status_line.show_model(segmenter)
         if segmenter.device != "cuda":
             self.statusBar().showMessage(segmenter.device_reason, 10000)
         self.session.model_pending = False
@@ -303,34 +261,6 @@ class MainWindow(QMainWindow):
         ):
             self.loader.request(self.current.document.path)
 
-    def take_over(self, old: MainWindow) -> None:
-        """Go on from `old`, this window's predecessor in another language: the same photos,
-        and the same document (mask, undo history, unsaved edits, the lesion under review),
-        zoom, tool and overlay. Nothing is read again from disk."""
-        if old.segmenter is not None:
-            self.set_segmenter(old.segmenter)
-        self.model_problem = old.model_problem
-        self.model_label.setText(old.model_label.text())
-        for name in ("overlay_visible", "outline", "opacity", "preset"):
-            self.view.set(name, getattr(old.view, name))
-        if old.photos.library.entries:
-            self.photos.set_library(old.photos.library)
-            if old.watcher.directories():
-                self.watcher.addPaths(old.watcher.directories())
-        self.current = old.current
-        if self.current is not None:
-            self.canvas.set_document(self.current.document, self.current.photo.rgb)
-            self.photos.set_current(self.current.document.path)  # already open: no load
-        if old.loader.in_flight is not None:  # the photo the reviewer was moving to
-            self.loader.request(old.loader.in_flight)
-        self.show_document_state()
-        under_review = old.panel.lesions.current_id()
-        if under_review is not None:
-            self.panel.lesions.select_id(under_review)
-        self.canvas.show_as(old.canvas)  # last: selecting the lesion centred on it
-        if self.segmenter is not None and self.photos.library.entries:
-            self.start_preannotation()
-
     def _on_model_error(self, message: str) -> None:
         self.session.model_pending = False
         if self.current is not None and self.current.model_pending:
@@ -339,8 +269,7 @@ class MainWindow(QMainWindow):
             self.current.prediction_error = self.tr("no model is loaded")
             self.show_document_state()
         self.model_problem = message
-        self.model_label.setText(self.tr("No model: photos are shown without overlay"))
-        self.model_label.setToolTip(message)
+        self.status_line.show_no_model(message)
         self.statusBar().showMessage(
             self.tr("The model cannot be used: {reason}").format(reason=message)
         )
@@ -559,44 +488,6 @@ class MainWindow(QMainWindow):
         self.show_document_state()
         self.saving.autosave()
 
-    def _step_history(self, step: Callable[[], object]) -> None:
-        """Undo or redo, with the overlay shown: the reviewer sees what came back."""
-        self._reveal_overlay()
-        self._edited(step())
-
-    def reset_to_suggestion(self) -> None:
-        if self.current is not None:
-            self._reveal_overlay()
-            self._edited(self.current.document.reset_to_suggestion())
-
-    def decide_lesion(self, decision: str) -> None:
-        """A or X: decide the lesion under review, then go on to the next one to review."""
-        lesion_id = self.panel.lesions.current_id()
-        if self.current is None or lesion_id is None:
-            return
-        doc = self.current.document
-        self._reveal_overlay()
-        self._edited(doc.decide_lesion(lesion_id, decision))
-        ids = [les.id for les in doc.lesions]
-        pending: list[int] = []
-        if lesion_id in ids:
-            start = ids.index(lesion_id)
-            later = ids[start + 1 :] + ids[:start]
-            pending = [i for i in later if doc.decisions.get(i, "pending") == "pending"]
-            if pending:
-                self.panel.lesions.select_id(pending[0])
-        words = {"accepted": self.tr("accepted"), "rejected": self.tr("rejected")}
-        done = self.tr("Lesion {n} {decision}.").format(
-            n=lesion_id, decision=words.get(decision, decision)
-        )
-        follow = (
-            self.tr("Now lesion {n}; {left} undecided.").format(n=pending[0], left=len(pending))
-            if pending
-            else self.tr("Every lesion is decided.")
-        )
-        self.statusBar().showMessage(f"{done} {follow}", 6000)
-        self._show_lesion_marks()
-
     def set_status(self, status: str) -> None:
         if self.current is None:
             return
@@ -670,53 +561,6 @@ class MainWindow(QMainWindow):
         )
         self.loader.request(path, force=True)
 
-    def _reveal_overlay(self) -> None:
-        """Show a hidden overlay: the reviewer is about to edit it or go to a lesion in it,
-        and what they edit must be visible while they edit it."""
-        if self.view.overlay_visible or self.current is None:
-            return
-        self.view.set("overlay_visible", True)
-        self.statusBar().showMessage(self.tr("Overlay shown: you are working on it."), 5000)
-
-    def _centre_on_lesion(self, lesion_id: int) -> None:
-        if self.current is None:
-            return
-        self._reveal_overlay()
-        lesion = next((les for les in self.current.document.lesions if les.id == lesion_id), None)
-        if lesion is not None:
-            x, y, w, h = lesion.bbox
-            # Context around it: a few times its size, and never less than ~600 photo pixels
-            # (about a disc diameter on a 12-MP photo), so the vessels around it show.
-            side = max(4 * max(w, h), 600)
-            cx, cy = x + w / 2, y + h / 2
-            self.canvas.frame_rect(
-                (
-                    round(cx - side / 2),
-                    round(cy - side / 2),
-                    round(cx + side / 2),
-                    round(cy + side / 2),
-                ),
-                margin=0.0,
-            )
-        self._show_lesion_marks()
-
-    def _show_lesion_marks(self) -> None:
-        """The lesion under review outlined, rejected ones as faint outlines (so a rejection
-        can be seen and undone)."""
-        if self.current is None or not self.current.document.has_model:
-            self.canvas.set_lesion_marks(None, [])
-            return
-        doc = self.current.document
-        current = self.panel.lesions.current_id()
-        focus = next((les.bbox for les in doc.lesions if les.id == current), None)
-        rejected = [
-            outline
-            for les in doc.lesions
-            if doc.decisions.get(les.id) == "rejected"
-            for outline in lesion_outline(doc.suggestion, les.bbox, les.area_px)
-        ]
-        self.canvas.set_lesion_marks(focus, rejected)
-
     # -- overlay -------------------------------------------------------------------------
 
     def set_threshold(self, threshold: float) -> None:
@@ -747,62 +591,32 @@ class MainWindow(QMainWindow):
         name = "tool_" + tool.replace("-", "_")
         if name in self.acts:
             self.acts[name].setChecked(True)
-        self._show_brush()
-
-    def _show_brush(self) -> None:
-        painting = self.canvas.tool in ("brush", "eraser")
-        self.brush_label.setVisible(painting)
-        if painting:
-            self.brush_label.setText(
-                self.tr("Brush {size} px").format(size=f"{2 * self.canvas.brush_radius:.0f}")
-            )
-
-    def _show_cursor(self, x: int, y: int, probability: object) -> None:
-        text = f"x {x}  y {y}"
-        if isinstance(probability, float):
-            text += f"  p {probability:.2f}"
-        self.cursor_label.setText(text)
+        self.status_line.show_brush()
 
     def show_document_state(self) -> None:
-        doc = self.current.document if self.current is not None else None
-        has_doc = doc is not None
+        current = self.current
+        doc = current.document if current is not None else None
         for name in ("save", "undo", "redo", "reset", "accept_lesion", "reject_lesion"):
-            self.acts[name].setEnabled(has_doc)
+            self.acts[name].setEnabled(doc is not None)
         self.acts["run_anyway"].setEnabled(
-            self.current is not None and self.current.not_fundus and self.segmenter is not None
+            current is not None and current.not_fundus and self.segmenter is not None
+        )
+        self.panel.show_document(
+            doc,
+            model_pending=current is not None and current.model_pending,
+            threshold_known=current is not None and current.model_sha256 is not None,
         )
         if doc is None:
-            self.panel.set_has_model(False)
-            self.panel.set_fov_note(None)
-            self.panel.colour_note.hide()
-            self.panel.lesions.set_lesions([], {})
-            self.panel.set_changes(None, None, None)
             self.setWindowTitle("Hemaview")
             return
-        self.panel.set_has_model(doc.has_model)
-        self.panel.set_fov_note(doc.prediction.geometry.fov if doc.prediction else None)
-        self.panel.colour_note.setVisible(doc.no_colour)
-        # the model's own default where a model opened the photo; no figure without one
-        known = doc.has_model or (self.current is not None and self.current.model_sha256)
-        self.panel.set_threshold(doc.threshold if known else None)
-        self.panel.set_status(doc.status)
-        self.panel.lesions.set_lesions(doc.lesions, doc.decisions)
         kept = sum(1 for les in doc.lesions if doc.decisions.get(les.id) != "rejected")
         # the list follows the live threshold and review state, saved or not
         if self.photos.library.set_live(doc.path, doc.status, kept if doc.has_model else None):
             self.photos.entry_changed(doc.path)
-        changes = doc.changes()
-        if changes is None:
-            pending = self.current is not None and self.current.model_pending
-            self.panel.set_changes(None, None, None, model_pending=pending)
-        else:
-            self.panel.set_changes(
-                changes.pixels_added, changes.pixels_removed, changes.dice_vs_suggestion
-            )
         self.acts["undo"].setEnabled(doc.history.can_undo)
         self.acts["redo"].setEnabled(doc.history.can_redo)
         self.setWindowTitle(f"{doc.path.name}{' *' if doc.dirty else ''} — Hemaview")
-        self._show_lesion_marks()
+        self.review.show_marks()
 
     # -- saving --------------------------------------------------------------------------
 

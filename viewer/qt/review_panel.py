@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from inference.fov import FieldOfView
+from viewer.model.document import Document
 from viewer.qt.lesion_list import LesionList
 
 THRESHOLD_STEPS = 100  # the slider moves in 0.01 steps of probability
@@ -164,6 +165,33 @@ class ReviewPanel(QWidget):
     def set_has_model(self, has_model: bool) -> None:
         for widget in (self.threshold, self.show_overlay, self.opacity, self.outline):
             widget.setEnabled(has_model)
+
+    def show_document(
+        self, doc: Document | None, *, model_pending: bool = False, threshold_known: bool = True
+    ) -> None:
+        """Everything the panel says about one document (None: no photo open).
+        `model_pending`: the model has not run on it yet; `threshold_known`: a model opened
+        it, so its default threshold is a real figure even without a suggestion."""
+        if doc is None:
+            self.set_has_model(False)
+            self.set_fov_note(None)
+            self.colour_note.hide()
+            self.lesions.set_lesions([], {})
+            self.set_changes(None, None, None)
+            return
+        self.set_has_model(doc.has_model)
+        self.set_fov_note(doc.prediction.geometry.fov if doc.prediction else None)
+        self.colour_note.setVisible(doc.no_colour)
+        self.set_threshold(doc.threshold if doc.has_model or threshold_known else None)
+        self.set_status(doc.status)
+        self.lesions.set_lesions(doc.lesions, doc.decisions)
+        changes = doc.changes()
+        if changes is None:
+            self.set_changes(None, None, None, model_pending=model_pending)
+        else:
+            self.set_changes(
+                changes.pixels_added, changes.pixels_removed, changes.dice_vs_suggestion
+            )
 
     def set_fov_note(self, fov: FieldOfView | None) -> None:
         """Say when the field of view the model saw was estimated or run on request."""

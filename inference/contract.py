@@ -16,15 +16,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from inference.errors import ModelContractError
+from inference.fov import (
+    DETECTOR,
+    DetectorConstants,
+    FovParams,
+    UnsupportedDetectorError,
+    unsupported_detector,
+)
 
-SCHEMA_VERSION = 2
-#: Schemas this version reads. 2 added the adaptive field-of-view detector's parameters.
-READABLE_SCHEMAS = (1, 2)
+SCHEMA_VERSION = 3
+#: Schemas this version reads. 2 added the adaptive field-of-view detector's parameters, 3 its
+#: fixed numbers (inference.fov.DetectorConstants).
+READABLE_SCHEMAS = (1, 2, 3)
 PREFIX = "hemaview."
 
 # Every key the contract defines. Values are strings; structured values are JSON.
@@ -78,25 +86,11 @@ IDRID_ATTRIBUTION = (
 )
 
 
-@dataclass(frozen=True)
-class FovParams:
-    """How the field of view is found (see inference.fov)."""
-
-    # Schema 2: the adaptive detector (background from the corners, RANSAC circle). Schema-1
-    # models recorded a fixed `threshold` and `min_fill` instead; they are read without them
-    # and run with this detector, which finds the same circle on the photos they were
-    # trained on (tests/test_fov.py).
-    detector: str = "adaptive-1"
-    analysis_size: int = 512  # longest side of the thumbnail the search runs on
-    margin: float = 0.02  # extra border around the circle, as a fraction of its radius
-    min_radius_frac: float = 0.2  # of the photo's shorter side
-    border_frac: float = 0.04  # corner patches that give the background, of the shorter side
-    rays: int = 360  # edge points: one per ray from the bright area's centre
-    inlier_tol: float = 0.012  # an edge point within this fraction of the radius fits
-
-
 #: FovParams fields only schema 1 had (the fixed-threshold detector's).
 SCHEMA_1_FOV_ONLY = ("threshold", "min_fill")
+#: The first schema that records the field-of-view detector's numbers; see FovParams for how
+#: the files before it are read.
+FIRST_SCHEMA_WITH_DETECTOR_NUMBERS = 3
 
 
 @dataclass(frozen=True)
@@ -111,7 +105,7 @@ class PreprocessRecipe:
     """Everything the photo goes through before the graph; stored in the model file."""
 
     working_size: int = 1024  # the square the field of view is resized to
-    fov: FovParams = field(default_factory=FovParams)
+    fov: FovParams = field(default_factory=FovParams)  # how the field of view is found
     clahe: ClaheParams = field(default_factory=ClaheParams)
     mask_outside_fov: bool = True
     # Applied inside the graph to the uint8 input; recorded so the recipe is complete.
@@ -122,22 +116,39 @@ class PreprocessRecipe:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str, schema: int = 2) -> PreprocessRecipe:
+    def from_json(cls, text: str, schema: int = SCHEMA_VERSION) -> PreprocessRecipe:
+        """Parse a recorded recipe; UnsupportedDetectorError (a ValueError) when its field of
+        view is found by a detector this code does not implement."""
         raw = json.loads(text)
         if not isinstance(raw, dict):
             raise ValueError("the preprocessing recipe is not a JSON object")
-        fov = dict(raw.get("fov", {}))
-        if schema == 1:
-            for key in SCHEMA_1_FOV_ONLY:
-                fov.pop(key, None)
         return cls(
             working_size=int(raw["working_size"]),
-            fov=_build(FovParams, fov),
+            fov=_fov_params(dict(raw.get("fov", {})), schema),
             clahe=_build(ClaheParams, raw.get("clahe", {})),
             mask_outside_fov=bool(raw.get("mask_outside_fov", True)),
             mean=_triple(raw.get("mean", (0.485, 0.456, 0.406))),
             std=_triple(raw.get("std", (0.229, 0.224, 0.225))),
         )
+
+
+def _fov_params(raw: dict[str, Any], schema: int) -> FovParams:
+    if schema == 1:
+        for key in SCHEMA_1_FOV_ONLY:
+            raw.pop(key, None)
+    # The tag first: another detector's parameters need not even have the same names as ours.
+    problem = unsupported_detector(str(raw.get("detector", DETECTOR)))
+    if problem:
+        raise UnsupportedDetectorError(problem)
+    constants = raw.pop("constants", None)
+    if constants is None and schema >= FIRST_SCHEMA_WITH_DETECTOR_NUMBERS:
+        raise ValueError("the field-of-view parameters do not record the detector's constants")
+    params = _build(FovParams, raw)
+    if constants is None:
+        return params  # recorded before the numbers were: the tag's numbers (see FovParams)
+    if not isinstance(constants, dict):
+        raise ValueError("the field-of-view detector's constants are not a JSON object")
+    return replace(params, constants=_build(DetectorConstants, constants))
 
 
 def _build(cls: Any, raw: dict[str, Any]) -> Any:
@@ -237,6 +248,11 @@ class ModelContract:
             metrics = json.loads(meta[KEY_METRICS])
             config = json.loads(meta.get(KEY_TRAINING_CONFIG) or "{}")
             extra = tuple(json.loads(meta.get(KEY_EXTRA_OUTPUTS) or "[]"))
+        except UnsupportedDetectorError as exc:
+            # Its photos would be cropped unlike the photos it was trained on.
+            raise ModelContractError(
+                f"{source}: {exc}. Use a model exported for this version of Hemaview."
+            ) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelContractError(f"{source}: the model contract is malformed ({exc})") from None
         if not 0.0 < threshold < 1.0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import onnx
@@ -16,6 +18,7 @@ from inference.contract import (
     ModelContract,
     stamp_sha256,
 )
+from inference.fov import CONSTANTS, DETECTOR, FovParams
 from inference.model_file import ModelFile
 
 
@@ -93,7 +96,8 @@ def test_schema_1_models_are_read_with_the_adaptive_field_of_view(tmp_path: Path
     circle on IDRiD: tests/test_fov.py and the note of the field-of-view change)."""
     import json
 
-    from inference.contract import FovParams, PreprocessRecipe
+    from inference.contract import PreprocessRecipe
+    from inference.fov import FovParams
 
     schema_1 = json.loads(PreprocessRecipe(working_size=256).to_json())
     schema_1["fov"] = {
@@ -113,14 +117,97 @@ def test_schema_1_models_are_read_with_the_adaptive_field_of_view(tmp_path: Path
 def test_a_schema_1_contract_restated_as_the_current_schema_keeps_its_recipe(
     model_path: Path,
 ) -> None:
-    from inference.contract import SCHEMA_VERSION
+    from inference.contract import READABLE_SCHEMAS, SCHEMA_VERSION
 
     contract = ModelFile.open(model_path).contract
-    assert contract.schema_version in (1, SCHEMA_VERSION)
+    assert contract.schema_version in READABLE_SCHEMAS
     again = ModelContract.from_metadata(
         {**contract.to_metadata(), KEY_SCHEMA_VERSION: str(SCHEMA_VERSION)}
     )
     assert again.preprocess == contract.preprocess
+
+
+def _with_fov(model_path: Path, dst: Path, **fov: object) -> Path:
+    """A restamped copy of the model whose recorded field-of-view parameters have `fov` in."""
+
+    def edit(model: onnx.ModelProto) -> None:
+        meta = _meta(model)
+        recipe = json.loads(meta[KEY_PREPROCESS])
+        recipe["fov"].update(fov)
+        _set_meta(model, {**meta, KEY_PREPROCESS: json.dumps(recipe), KEY_SHA256: "0" * 64})
+
+    path = _rewrite(model_path, dst, edit)
+    stamp_sha256(path)
+    return path
+
+
+def test_the_shipped_model_recorded_before_the_detector_numbers_runs_with_todays(
+    model_path: Path,
+) -> None:
+    """The shipped model names "adaptive-1" without its numbers (schema 2): it opens, with the
+    numbers this code runs, which made it (see inference.fov.FovParams)."""
+    model = ModelFile.open(model_path)
+    recorded = json.loads(
+        _meta(onnx.load(str(model_path), load_external_data=False))[KEY_PREPROCESS]
+    )
+    assert model.contract.schema_version == 2 and "constants" not in recorded["fov"]
+    assert model.contract.preprocess.fov.detector == DETECTOR == "adaptive-1"
+    assert model.contract.preprocess.fov.constants == CONSTANTS
+
+
+def test_a_model_recorded_with_another_detector_is_refused(
+    model_path: Path, tmp_path: Path
+) -> None:
+    path = _with_fov(model_path, tmp_path / "other.onnx", detector="adaptive-2", rays=720)
+    with pytest.raises(ModelContractError, match=r"detector 'adaptive-2'.*does not implement"):
+        ModelFile.open(path)
+
+
+def test_a_model_recorded_with_other_numbers_under_the_same_tag_is_refused(
+    model_path: Path, tmp_path: Path
+) -> None:
+    numbers = {**asdict(CONSTANTS), "min_sectors": 5}
+    path = _with_fov(model_path, tmp_path / "changed.onnx", constants=numbers)
+    with pytest.raises(ModelContractError, match=r"other numbers.*min_sectors 5 \(here 6\)"):
+        ModelFile.open(path)
+    # the same numbers as this code's are accepted
+    same = _with_fov(model_path, tmp_path / "same.onnx", constants=asdict(CONSTANTS))
+    assert ModelFile.open(same).contract.preprocess.fov == FovParams()
+
+
+def test_a_current_schema_recipe_without_the_detector_numbers_is_incomplete(
+    model_path: Path,
+) -> None:
+    from inference.contract import SCHEMA_VERSION
+
+    contract = ModelFile.open(model_path).contract
+    meta = {**contract.to_metadata(), KEY_SCHEMA_VERSION: str(SCHEMA_VERSION)}
+    recipe = json.loads(meta[KEY_PREPROCESS])
+    del recipe["fov"]["constants"]
+    with pytest.raises(ModelContractError, match=r"malformed.*constants"):
+        ModelContract.from_metadata({**meta, KEY_PREPROCESS: json.dumps(recipe)})
+
+
+def test_the_export_records_the_field_of_view_detector_and_its_numbers(tmp_path: Path) -> None:
+    import torch
+
+    from inference.contract import SCHEMA_VERSION, PreprocessRecipe
+    from training.export import export_model
+    from training.model import HemaviewNet, ModelConfig
+
+    torch.manual_seed(0)
+    path = tmp_path / "exported.onnx"
+    export_model(
+        HemaviewNet(ModelConfig()).eval(),
+        path,
+        PreprocessRecipe(working_size=64),
+        check_parity=False,  # tests/test_finetune.py checks the export's parity
+    )
+    meta = _meta(onnx.load(str(path)))
+    assert meta[KEY_SCHEMA_VERSION] == str(SCHEMA_VERSION)
+    fov = json.loads(meta[KEY_PREPROCESS])["fov"]
+    assert fov["detector"] == DETECTOR and fov["constants"] == asdict(CONSTANTS)
+    assert ModelFile.open(path).contract.preprocess.fov == FovParams()
 
 
 def test_changed_weights_fail_the_sha256_check(model_path: Path, tmp_path: Path) -> None:

@@ -3,6 +3,8 @@ and photographers change them (training.camera_variants), whose true circle is k
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import cv2
 import numpy as np
 import pytest
@@ -12,15 +14,93 @@ from inference import Segmenter
 from inference.contract import PreprocessRecipe
 from inference.errors import NotFundusError
 from inference.fov import (
+    CONSTANTS,
+    DETECTOR,
+    IMPLEMENTED,
     METHOD_BOUNDING_BOX,
     METHOD_CIRCLE,
     METHOD_WHOLE_FRAME,
+    DetectorConstants,
     FieldOfView,
+    FovParams,
+    UnsupportedDetectorError,
     find_fov,
 )
 from inference.photo_io import read_photo
 from inference.preprocess import preprocess
 from training.camera_variants import CAMERA_VARIANTS, Circle
+
+#: What each detector tag stands for. A model records the tag it was trained with, so a tag
+#: keeps its numbers for ever: to change a number, give the detector a new tag
+#: (inference.fov.DETECTOR) and add its numbers here. Never edit an entry.
+DETECTOR_NUMBERS = {
+    "adaptive-1": {
+        "min_side_px": 64,
+        "median_blur_px": 5,
+        "min_background_px": 3,
+        "noise_floor": 1.0,
+        "centre_percentile": 60.0,
+        "min_surround_contrast": 20.0,
+        "min_surround_contrast_share": 0.4,
+        "bright_noise_sigmas": 3.0,
+        "bright_noise_offset": 3.0,
+        "bright_contrast_share": 0.06,
+        "open_kernel_px": 5,
+        "frame_margin_px": 3,
+        "refine_inward_share": 0.3,
+        "refine_outward_divisor": 5,
+        "min_refine_px": 3,
+        "edge_step_px": 2,
+        "edge_drop_share": 0.5,
+        "edge_noise_sigmas": 2.0,
+        "edge_noise_offset": 2.0,
+        "ransac_seed": 0,
+        "ransac_trials": 400,
+        "max_centre_outside_share": 0.25,
+        "max_radius_diagonal_share": 0.75,
+        "min_inlier_tol_px": 1.5,
+        "refit_rounds": 3,
+        "min_edge_points": 12,
+        "min_inlier_share": 0.25,
+        "sector_degrees": 10.0,
+        "min_sectors": 6,
+        "clearly_bright_share": 0.3,
+        "spill_radius_factor": 1.03,
+        "max_spill_share": 0.05,
+        "min_retina_share": 0.8,
+        "retina_noise_sigmas": 2.0,
+        "retina_noise_offset": 2.0,
+        "clip_margin_px": 1.0,
+        "flat_low_percentile": 2.0,
+        "flat_high_percentile": 98.0,
+        "min_flat_span": 12.0,
+        "shown_span_share": 0.1,
+        "max_uniform_share": 0.5,
+        "min_red_led_share": 0.5,
+        "red_led_margin": 4,
+    },
+}
+
+
+def test_the_detector_tag_stands_for_exactly_its_numbers() -> None:
+    """Changing a number of the detector without giving it a new tag fails here: models that
+    recorded the tag would run silently with another detector."""
+    assert DETECTOR in DETECTOR_NUMBERS, f"add the numbers of detector {DETECTOR!r} above"
+    assert asdict(CONSTANTS) == DETECTOR_NUMBERS[DETECTOR], (
+        f"a number of detector {DETECTOR!r} changed: give the detector a new tag"
+    )
+    # every detector this code implements is pinned, and runs with its numbers
+    assert {tag: asdict(numbers) for tag, numbers in IMPLEMENTED.items()} == {
+        tag: DETECTOR_NUMBERS[tag] for tag in IMPLEMENTED
+    }
+
+
+def test_parameters_of_a_detector_this_code_does_not_implement_are_refused() -> None:
+    with pytest.raises(UnsupportedDetectorError, match=r"'fixed-1'.*does not implement"):
+        FovParams(detector="fixed-1")
+    with pytest.raises(UnsupportedDetectorError, match=r"ransac_trials 100 \(here 400\)"):
+        FovParams(constants=DetectorConstants(ransac_trials=100))
+
 
 # 2144x1424: the variants' arithmetic on 12 MP would dominate the run; the detector works on
 # a 512-px thumbnail either way.

@@ -518,26 +518,6 @@ Choose a folder for the labels.</source>
         <translation>{name} 여는 중…</translation>
     </message>
     <message>
-        <source>{name}: {problem}</source>
-        <translation>{name}: {problem}</translation>
-    </message>
-    <message>
-        <source>{name}: {problem}. Review &gt; Run the model anyway runs it on the whole photo.</source>
-        <translation>{name}: {problem}. 검토 &gt; 그래도 모델 실행을 누르면 사진 전체에 모델을 실행합니다.</translation>
-    </message>
-    <message>
-        <source>{name}: waiting for the model; its suggestion follows.</source>
-        <translation>{name}: 모델을 기다리는 중입니다. 제안이 곧 표시됩니다.</translation>
-    </message>
-    <message>
-        <source>{name}: the model has not run on this photo yet; accept it once its suggestion shows.</source>
-        <translation>{name}: 이 사진에는 아직 모델이 실행되지 않았습니다. 제안이 표시된 뒤 승인하세요.</translation>
-    </message>
-    <message>
-        <source>Accepted as your own annotation: there was no model suggestion for this photo.</source>
-        <translation>본인의 주석으로 승인했습니다: 이 사진에는 모델 제안이 없었습니다.</translation>
-    </message>
-    <message>
         <source>Every photo in the list is reviewed.</source>
         <translation>목록의 모든 사진을 검토했습니다.</translation>
     </message>
@@ -859,6 +839,17 @@ Choose a folder for the labels.</source>
     </message>
 </context>
 <context>
+    <name>StatusDecisions</name>
+    <message>
+        <source>Accepted as your own annotation: there was no model suggestion for this photo.</source>
+        <translation>본인의 주석으로 승인했습니다: 이 사진에는 모델 제안이 없었습니다.</translation>
+    </message>
+    <message>
+        <source>{name}: the model has not run on this photo yet; accept it once its suggestion shows.</source>
+        <translation>{name}: 이 사진에는 아직 모델이 실행되지 않았습니다. 제안이 표시된 뒤 승인하세요.</translation>
+    </message>
+</context>
+<context>
     <name>StatusLine</name>
     <message>
         <source>Loading the model…</source>
@@ -891,6 +882,18 @@ Choose a folder for the labels.</source>
     <message>
         <source>Model {name} {version}, file {file} (SHA-256 {sha}), running on the {where}.</source>
         <translation>모델 {name} {version}, 파일 {file} (SHA-256 {sha}), 실행 위치: {where}.</translation>
+    </message>
+    <message>
+        <source>{name}: waiting for the model; its suggestion follows.</source>
+        <translation>{name}: 모델을 기다리는 중입니다. 제안이 곧 표시됩니다.</translation>
+    </message>
+    <message>
+        <source>{name}: {problem}. Review &gt; Run the model anyway runs it on the whole photo.</source>
+        <translation>{name}: {problem}. 검토 &gt; 그래도 모델 실행을 누르면 사진 전체에 모델을 실행합니다.</translation>
+    </message>
+    <message>
+        <source>{name}: {problem}</source>
+        <translation>{name}: {problem}</translation>
     </message>
     <message>
         <source>Brush {size} px</source>

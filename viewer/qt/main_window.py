@@ -18,7 +18,13 @@ from PySide6.QtWidgets import (
 )
 
 from inference import Segmenter
+from inference.contract import stepped_threshold
 from viewer.model.autosave import Autosaver
+from viewer.model.late_model import (
+    opened_before_model,
+    take_late_prediction,
+    takes_late_prediction,
+)
 from viewer.model.library import PhotoEntry, PhotoLibrary, find_photos
 from viewer.model.pred_cache import PredictionCache
 from viewer.model.session import (
@@ -36,6 +42,7 @@ from viewer.qt.review_panel import ReviewPanel
 from viewer.qt.saving import LabelSaving
 from viewer.qt.settings import Settings, save_settings
 from viewer.qt.settings_dialog import SettingsDialog
+from viewer.qt.status_decisions import StatusDecisions
 from viewer.qt.status_line import StatusLine
 from viewer.qt.view_binding import ViewBinding
 from viewer.qt.workers import PhotoLoader, TaskRunner, stop_all_jobs
@@ -62,6 +69,28 @@ class MainWindow(QMainWindow):
         self.segmenter: Segmenter | None = None
         self.model_problem: str | None = None
         self.current: OpenedPhoto | None = None
+        self._build_services(autosaver)
+        self._build_widgets()
+        self._build_controllers()
+        self._wire()
+        self._apply_settings()
+        self.canvas.set_tool("pan")
+        self._state_timer = QTimer(self)
+        self._state_timer.setSingleShot(True)
+        self._state_timer.setInterval(150)
+        self._state_timer.timeout.connect(self.show_document_state)
+        self.show_document_state()
+        if load_model:
+            # Photos opened before the model arrives are "not run yet", not "no model".
+            self.session.model_pending = True
+            self.model_loader.submit(Segmenter.open, model_path)
+        else:
+            self.status_line.show_no_model()
+
+    # -- composition ---------------------------------------------------------------------
+
+    def _build_services(self, autosaver: Autosaver | None) -> None:
+        """The review session and the background work behind the widgets."""
         self.cache = PredictionCache(
             app_folder(QStandardPaths.StandardLocation.CacheLocation, "predictions")
         )
@@ -71,7 +100,7 @@ class MainWindow(QMainWindow):
             app_folder(QStandardPaths.StandardLocation.AppDataLocation, "autosave")
         )
         self.session = ReviewSession(
-            cache=self.cache, autosaver=self.autosaver, label_dir=settings.label_dir or None
+            cache=self.cache, autosaver=self.autosaver, label_dir=self.settings.label_dir or None
         )
         self.loader = PhotoLoader(self.session, predict_if_missing=True, parent=self)
         # Separate runners, so each job's errors reach its own handler: a failed autosave
@@ -85,6 +114,7 @@ class MainWindow(QMainWindow):
         self._auto_open = False  # the photo being opened was chosen by us, not the reviewer
         self._open_folder: Path | None = None  # the folder opened (None: photos named singly)
 
+    def _build_widgets(self) -> None:
         self.canvas = ImageCanvas(self)
         self.setCentralWidget(self.canvas)
         self.photos = PhotoListWidget(
@@ -114,6 +144,10 @@ class MainWindow(QMainWindow):
         # the labels tests and the About box read
         self.model_label = self.status_line.model_label
         self.brush_label = self.status_line.brush_label
+
+    def _build_controllers(self) -> None:
+        """What turns keys and clicks into document changes, each given what it uses."""
+        say = self.statusBar().showMessage
         # overlay on/off, outline, opacity and preset: one state, bound in one place
         self.view = ViewState()
         self.review = LesionReview(
@@ -122,7 +156,16 @@ class MainWindow(QMainWindow):
             self.view,
             document=lambda: self.current.document if self.current is not None else None,
             edited=self._edited,
-            say=lambda text, msecs: self.statusBar().showMessage(text, msecs),
+            say=say,
+            parent=self,
+        )
+        self.decisions = StatusDecisions(
+            self.panel,
+            current=lambda: self.current,
+            changed=self._document_changed,
+            say=say,
+            can_run_model=lambda: self.segmenter is not None,
+            run_model=self.run_model_anyway,
             parent=self,
         )
         self.acts = build_actions(self, self._handlers())
@@ -130,22 +173,6 @@ class MainWindow(QMainWindow):
             self.view, self.canvas, self.panel, self.acts, lambda: self.settings
         )
         self.recent_menu = install_menus(self, self.acts)
-        self._wire()
-        self._apply_settings()
-        self.canvas.set_tool("pan")
-        self._state_timer = QTimer(self)
-        self._state_timer.setSingleShot(True)
-        self._state_timer.setInterval(150)
-        self._state_timer.timeout.connect(self.show_document_state)
-        self.show_document_state()
-        if load_model:
-            # Photos opened before the model arrives are "not run yet", not "no model".
-            self.session.model_pending = True
-            self.model_loader.submit(Segmenter.open, model_path)
-        else:
-            self.status_line.show_no_model()
-
-    # -- composition ---------------------------------------------------------------------
 
     def _dock(self, widget: QWidget, title: str, area: Qt.DockWidgetArea, name: str) -> None:
         dock = QDockWidget(title, self)
@@ -354,7 +381,8 @@ class MainWindow(QMainWindow):
         self.preannotator.prioritise(Path(path))
 
     def _on_loaded(self, path: str, opened: OpenedPhoto) -> None:
-        if self._adopt_late_prediction(opened):
+        if takes_late_prediction(self.current, opened):
+            self._take_late_prediction(opened)
             return
         if self.current is None or self.current.document.path != opened.document.path:
             self.panel.lesions.forget_current()
@@ -365,91 +393,31 @@ class MainWindow(QMainWindow):
             save_settings(self.settings)
         self.canvas.set_document(doc, opened.photo.rgb)
         self.statusBar().clearMessage()
-        if opened.autosave is not None:
-            self.show_document_state()  # the question is about this photo: show its lesions
-        if opened.autosave is not None and dialogs.ask_restore_autosave(
-            self, doc.path.name, opened.autosave
-        ):
-            self.session.restore_autosave(doc)
-            self.canvas.refresh_mask(None)
-        elif opened.autosave is not None:
-            self.autosaver.discard(doc.path)
-        if opened.label_folder_problem and self.session.label_dir is None:
-            # A read-only photo folder (a shared archive): labels need a folder of their own.
-            folder = dialogs.ask_label_folder(
-                self, opened.label_folder_problem, str(doc.path.parent)
-            )
-            if folder:
-                self.settings.label_dir = folder
-                self.session.label_dir = Path(folder)
-                save_settings(self.settings)
-        for problem in (opened.prediction_error, opened.label_error):
-            if problem:
-                self.statusBar().showMessage(
-                    self.tr("{name}: {problem}").format(name=doc.path.name, problem=problem)
-                )
-        if opened.not_fundus:
-            self.statusBar().showMessage(
-                self.tr(
-                    "{name}: {problem}. Review > Run the model anyway runs it on the whole photo."
-                ).format(name=doc.path.name, problem=opened.prediction_error)
-            )
-        if opened.model_pending:
-            self.statusBar().showMessage(
-                self.tr("{name}: waiting for the model; its suggestion follows.").format(
-                    name=doc.path.name
-                )
-            )
+        self.saving.ask_on_open(opened)
+        note = self.status_line.opened_note(opened)
+        if note:
+            self.statusBar().showMessage(note)
         if opened.prediction is not None:
             self.photos.library.set_prediction(
                 path, len(opened.prediction.lesions), opened.prediction.uncertainty
             )
             self.photos.entry_changed(path)
         self.show_document_state()
-        if self._opened_before_model(opened):
+        if opened_before_model(opened, self.segmenter.model.sha256 if self.segmenter else None):
             self._reopen_without_model()
 
-    def _opened_before_model(self, opened: OpenedPhoto) -> bool:
-        """The photo was opened without the model that is loaded now (it arrived during
-        the open): the result is not what the reviewer must see."""
-        return (
-            self.segmenter is not None
-            and opened.prediction is None
-            and not opened.not_fundus
-            and opened.model_sha256 != self.segmenter.model.sha256
-        )
-
-    def _adopt_late_prediction(self, opened: OpenedPhoto) -> bool:
-        """The photo on screen, opened before the model arrived, now has its suggestion:
-        give it to the document the reviewer may already be editing (edits and undo
-        history kept) instead of replacing it. True when done."""
-        current = self.current
-        if (
-            current is None
-            or opened.prediction is None
-            or current.document.has_model
-            or current.document.path != opened.document.path
-            or current.document.photo_sha256 != opened.document.photo_sha256
-            or not (current.document.dirty or current.document.history.can_undo)
-        ):
-            return False
-        assert self.segmenter is not None
-        current.document.attach_prediction(
-            opened.prediction, self.segmenter.contract.min_lesion_area_px
-        )
-        current.prediction = opened.prediction
-        current.model_pending, current.prediction_error = False, None
-        current.model_sha256 = opened.model_sha256
+    def _take_late_prediction(self, opened: OpenedPhoto) -> None:
+        """The suggestion for the photo on screen, which the reviewer began without one."""
+        assert self.current is not None and self.segmenter is not None
+        assert opened.prediction is not None
+        take_late_prediction(self.current, opened, self.segmenter.contract.min_lesion_area_px)
         self.canvas.refresh_mask(None)
         self.statusBar().clearMessage()
-        self.photos.library.set_prediction(
-            str(opened.document.path),
-            len(opened.prediction.lesions),
-            opened.prediction.uncertainty,
-        )
-        self.photos.entry_changed(str(opened.document.path))
+        path = str(opened.document.path)
+        lesions, unsure = len(opened.prediction.lesions), opened.prediction.uncertainty
+        self.photos.library.set_prediction(path, lesions, unsure)
+        self.photos.entry_changed(path)
         self.show_document_state()
-        return True
 
     def _on_load_failed(self, path: str, message: str) -> None:
         self.current = None
@@ -485,54 +453,14 @@ class MainWindow(QMainWindow):
             return
         if repaint:
             self.canvas.refresh_mask(rect)  # type: ignore[arg-type]
+        self._document_changed()
+
+    def _document_changed(self) -> None:
         self.show_document_state()
         self.saving.autosave()
 
     def set_status(self, status: str) -> None:
-        if self.current is None:
-            return
-        doc = self.current.document
-        if status == "accepted" and not doc.has_model and doc.status != "accepted":
-            # Accepting means "reviewed against the suggestion"; without one, an empty mask
-            # would go to training as a reviewer's "no haemorrhage" nobody decided.
-            if not doc.mask.any() and self.current.model_pending:
-                # Not "no suggestion": the suggestion has not been made yet.
-                self.statusBar().showMessage(
-                    self.tr(
-                        "{name}: the model has not run on this photo yet; accept it once "
-                        "its suggestion shows."
-                    ).format(name=doc.path.name),
-                    10000,
-                )
-                self.panel.set_status(doc.status)
-                return
-            if not doc.mask.any():
-                answer = dialogs.ask_accept_without_model(
-                    self,
-                    doc.path.name,
-                    self.current.prediction_error or "",
-                    can_run=self.current.not_fundus and self.segmenter is not None,
-                )
-                if answer == "run":
-                    self.run_model_anyway()
-                if answer != "accept":
-                    self.panel.set_status(doc.status)
-                    return
-                doc.accept_no_haemorrhage()  # recorded as the reviewer's explicit finding
-                self.show_document_state()
-                self.saving.autosave()
-                return
-            else:
-                self.statusBar().showMessage(
-                    self.tr(
-                        "Accepted as your own annotation: there was no model suggestion "
-                        "for this photo."
-                    ),
-                    8000,
-                )
-        doc.set_status(status)
-        self.show_document_state()
-        self.saving.autosave()
+        self.decisions.set_status(status)
 
     def accept_and_next(self) -> None:
         """Ctrl+Return: accept the photo, save it, and open the next photo still to review."""
@@ -584,8 +512,7 @@ class MainWindow(QMainWindow):
 
     def nudge_threshold(self, delta: float) -> None:
         if self.current is not None:
-            t = min(max(self.current.document.threshold + delta, 0.01), 0.99)
-            self.set_threshold(round(t, 2))
+            self.set_threshold(stepped_threshold(self.current.document.threshold + delta))
 
     def _tool_changed(self, tool: str) -> None:
         name = "tool_" + tool.replace("-", "_")

@@ -14,7 +14,12 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 from inference import HemaviewError
 from viewer.model.compare import MaskComparison, compare_masks_picture
 from viewer.model.library import find_photos
-from viewer.model.session import LabelConflict, LabelFolderNotWritable, export_accepted_labels
+from viewer.model.session import (
+    LabelConflict,
+    LabelFolderNotWritable,
+    OpenedPhoto,
+    export_accepted_labels,
+)
 from viewer.qt import dialogs
 from viewer.qt.settings import save_settings
 
@@ -92,6 +97,26 @@ class LabelSaving(QObject):
         )
         w.show_document_state()
         return True
+
+    def ask_on_open(self, opened: OpenedPhoto) -> None:
+        """The questions a photo opening can raise, over that photo: its edits a crash left
+        unsaved (restore or discard them), and a photo folder that refuses labels (a shared
+        archive: choose a label folder of its own)."""
+        w = self.window
+        doc = opened.document
+        if opened.autosave is not None:
+            w.show_document_state()  # the question is about this photo: show its lesions
+            if dialogs.ask_restore_autosave(w, doc.path.name, opened.autosave):
+                w.session.restore_autosave(doc)
+                w.canvas.refresh_mask(None)
+            else:
+                w.autosaver.discard(doc.path)
+        if opened.label_folder_problem and w.session.label_dir is None:
+            folder = dialogs.ask_label_folder(w, opened.label_folder_problem, str(doc.path.parent))
+            if folder:
+                w.settings.label_dir = folder
+                w.session.label_dir = Path(folder)
+                save_settings(w.settings)
 
     def autosave(self) -> None:
         """After every edit: the unsaved state to disk in the background, so a crash loses

@@ -7,6 +7,7 @@ from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
 from inference import Segmenter
+from viewer.model.session import OpenedPhoto
 from viewer.qt.canvas import ImageCanvas
 
 
@@ -64,6 +65,23 @@ class StatusLine(QObject):
             sha=segmenter.model.sha256[:12],
             where=self._where(segmenter.device),
         )
+
+    def opened_note(self, opened: OpenedPhoto) -> str | None:
+        """What the status bar says about a photo just opened, if anything: why it has no
+        suggestion (not run yet, refused, no model) or a label that could not be used."""
+        name = opened.document.path.name
+        if opened.model_pending:
+            return self.tr("{name}: waiting for the model; its suggestion follows.").format(
+                name=name
+            )
+        if opened.not_fundus:
+            return self.tr(
+                "{name}: {problem}. Review > Run the model anyway runs it on the whole photo."
+            ).format(name=name, problem=opened.prediction_error)
+        problems = [p for p in (opened.prediction_error, opened.label_error) if p]
+        if not problems:
+            return None
+        return self.tr("{name}: {problem}").format(name=name, problem=problems[-1])
 
     def show_brush(self) -> None:
         painting = self.canvas.tool in ("brush", "eraser")

@@ -28,11 +28,11 @@ from inference.labels import (
     ModelInfo,
     PhotoInfo,
     ProvenanceRecord,
-    compare_masks,
     default_label_dir,
     iter_labels,
     label_paths,
     load_label,
+    mask_changes,
     read_mask,
     save_label,
     write_mask_png,
@@ -268,7 +268,7 @@ def test_wrong_size_names_both_sizes(tmp_path: Path) -> None:
 # comparing with the model's suggestion
 
 
-def test_compare_masks_on_a_hand_made_example() -> None:
+def test_mask_changes_on_a_hand_made_example() -> None:
     suggestion = np.array(
         [
             [1, 1, 0, 0],
@@ -285,16 +285,16 @@ def test_compare_masks_on_a_hand_made_example() -> None:
         ],
         dtype=bool,
     )
-    changes = compare_masks(suggestion, corrected)
+    changes = mask_changes(suggestion, corrected)
     assert changes.pixels_added == 2
     assert changes.pixels_removed == 1
     assert changes.dice_vs_suggestion == pytest.approx(2 * 3 / (4 + 5))
 
     empty = np.zeros((3, 4), dtype=bool)
-    assert compare_masks(empty, empty) == MaskChanges(0, 0, 1.0)
-    assert compare_masks(suggestion, empty) == MaskChanges(0, 4, 0.0)
+    assert mask_changes(empty, empty) == MaskChanges(0, 0, 1.0)
+    assert mask_changes(suggestion, empty) == MaskChanges(0, 4, 0.0)
     with pytest.raises(LabelFormatError, match="different sizes"):
-        compare_masks(suggestion, np.zeros((4, 3), dtype=bool))
+        mask_changes(suggestion, np.zeros((4, 3), dtype=bool))
 
 
 # --------------------------------------------------------------------------------------------

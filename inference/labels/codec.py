@@ -36,7 +36,7 @@ _IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"\xff\xd8\xf
 BoolMask = npt.NDArray[np.bool_]
 
 
-def compare_masks(suggestion: npt.ArrayLike, corrected: npt.ArrayLike) -> MaskChanges:
+def mask_changes(suggestion: npt.ArrayLike, corrected: npt.ArrayLike) -> MaskChanges:
     """Pixels the reviewer added and removed, and the Dice of corrected against suggestion."""
     s = np.asarray(suggestion, dtype=bool)
     c = np.asarray(corrected, dtype=bool)

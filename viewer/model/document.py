@@ -22,7 +22,7 @@ from inference.labels import (
     PhotoInfo,
     ProvenanceRecord,
     ReviewStatus,
-    compare_masks,
+    mask_changes,
     now,
 )
 from viewer.model import tools
@@ -294,7 +294,7 @@ class Document:
     # -- what gets saved ---------------------------------------------------------------
 
     def changes(self) -> MaskChanges | None:
-        return compare_masks(self.suggestion, self.mask) if self.prediction is not None else None
+        return mask_changes(self.suggestion, self.mask) if self.prediction is not None else None
 
     def to_record(self, reviewer: str) -> ProvenanceRecord:
         stamp = now()

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 from inference import __version__
 from inference.labels import ProvenanceRecord
 from viewer.model.autosave import AutosaveState
-from viewer.model.compare import MaskComparison
+from viewer.model.mask_difference import MaskDifference
 from viewer.qt.actions import shortcut_sheet_html
 
 
@@ -59,10 +59,10 @@ def ask_overwrite_conflict(
     parent: QWidget,
     photo_name: str,
     theirs: ProvenanceRecord | None,
-    comparison: Callable[[], MaskComparison | None] | None = None,
+    difference: Callable[[], MaskDifference | None] | None = None,
 ) -> bool:
     """The label changed on disk since it was opened: overwrite it anyway (theirs is kept as
-    a backup)? `comparison` draws their mask against yours on request."""
+    a backup)? `difference` draws their mask against yours on request."""
     who = (
         theirs.reviewer
         if theirs is not None and theirs.reviewer
@@ -87,31 +87,31 @@ def ask_overwrite_conflict(
     overwrite = box.addButton(
         QCoreApplication.translate("Dialogs", "Overwrite"), QMessageBox.ButtonRole.AcceptRole
     )
-    compare = None
-    if comparison is not None:
-        compare = box.addButton(
+    show_both = None
+    if difference is not None:
+        show_both = box.addButton(
             QCoreApplication.translate("Dialogs", "Show both masks…"),
             QMessageBox.ButtonRole.ActionRole,
         )
         # an action button would close the box: it shows the picture and keeps the question
-        compare.clicked.disconnect()
-        compare.clicked.connect(lambda: show_mask_comparison(box, who, comparison()))
+        show_both.clicked.disconnect()
+        show_both.clicked.connect(lambda: show_mask_difference(box, who, difference()))
     cancel = box.addButton(QMessageBox.StandardButton.Cancel)
     box.setDefaultButton(cancel)
     box.exec()
     return box.clickedButton() is overwrite
 
 
-def show_mask_comparison(parent: QWidget, who: str, comparison: MaskComparison | None) -> None:
+def show_mask_difference(parent: QWidget, who: str, difference: MaskDifference | None) -> None:
     dialog = QDialog(parent)
     dialog.setWindowTitle(QCoreApplication.translate("Dialogs", "Their mask and yours"))
     layout = QVBoxLayout(dialog)
-    if comparison is None:
+    if difference is None:
         layout.addWidget(
             QLabel(QCoreApplication.translate("Dialogs", "Their mask cannot be read."))
         )
     else:
-        image = comparison.image
+        image = difference.image
         qimage = QImage(
             image.data,
             image.shape[1],
@@ -130,9 +130,9 @@ def show_mask_comparison(parent: QWidget, who: str, comparison: MaskComparison |
                     "White: both ({both} px).",
                 ).format(
                     who=who,
-                    theirs=f"{comparison.only_theirs:,}",
-                    yours=f"{comparison.only_yours:,}",
-                    both=f"{comparison.both:,}",
+                    theirs=f"{difference.only_theirs:,}",
+                    yours=f"{difference.only_yours:,}",
+                    both=f"{difference.both:,}",
                 )
             )
         )

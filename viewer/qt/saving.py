@@ -12,8 +12,8 @@ from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from inference import HemaviewError
-from viewer.model.compare import MaskComparison, compare_masks_picture
 from viewer.model.library import find_photos
+from viewer.model.mask_difference import MaskDifference, draw_mask_difference
 from viewer.model.session import (
     LabelConflict,
     LabelFolderNotWritable,
@@ -70,13 +70,13 @@ class LabelSaving(QObject):
                 return self.save()
             opened, found = w.current, conflict
 
-            def comparison() -> MaskComparison | None:
+            def difference() -> MaskDifference | None:
                 theirs = w.session.their_mask(found)
                 if theirs is None or theirs.shape != doc.mask.shape:
                     return None
-                return compare_masks_picture(opened.photo.rgb, theirs, doc.mask)
+                return draw_mask_difference(opened.photo.rgb, theirs, doc.mask)
 
-            if dialogs.ask_overwrite_conflict(w, doc.path.name, conflict.theirs, comparison):
+            if dialogs.ask_overwrite_conflict(w, doc.path.name, conflict.theirs, difference):
                 return self.save(overwrite=True)
             return False
         except LabelFolderNotWritable as exc:

@@ -1,4 +1,4 @@
-"""Two reviewers' masks of one photo side by side in one picture (Qt-free)."""
+"""Where two reviewers' masks of one photo differ, drawn in one picture (Qt-free)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,16 @@ BOTH = (255, 255, 255)
 
 
 @dataclass(frozen=True)
-class MaskComparison:
+class MaskDifference:
     image: np.ndarray  # (h, w, 3) uint8 RGB: the photo dimmed, the masks in three colours
     only_theirs: int  # full-resolution pixels
     only_yours: int
     both: int
 
 
-def compare_masks_picture(
+def draw_mask_difference(
     rgb: np.ndarray, theirs: np.ndarray, yours: np.ndarray, max_side: int = 960
-) -> MaskComparison:
+) -> MaskDifference:
     """The photo (any decoded size) with where the masks (full resolution) agree and differ."""
     h, w = yours.shape
     scale = min(1.0, max_side / max(h, w))
@@ -40,7 +40,7 @@ def compare_masks_picture(
         (small[0] & small[1], BOTH),
     ):
         out[where] = colour
-    return MaskComparison(
+    return MaskDifference(
         image=out,
         only_theirs=int(np.count_nonzero(theirs & ~yours)),
         only_yours=int(np.count_nonzero(yours & ~theirs)),

@@ -67,7 +67,6 @@ def main() -> int:
 
     from inference import Photo, Prediction, Provenance, read_photo
     from inference.labels import read_mask
-    from inference.postprocess import find_lesions_guided
     from inference.preprocess import preprocess
     from inference.resources import shipped_model_path
     from viewer.model.document import Document
@@ -87,15 +86,13 @@ def main() -> int:
         mask = read_mask(args.data / "masks" / f"{path.stem}_HE.tif")
         probability = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 4.0)
         geometry = preprocess(photo.rgb).geometry
-        working = geometry.to_working(probability)
-        lesions = find_lesions_guided(probability, working, geometry, 0.5, 30)
         provenance = Provenance(
             "ground-truth stand-in", "-", "0" * 64, "cpu", "no model", 0.5, photo.sha256,
             (photo.width, photo.height), photo.format, (), {}, {},
         )  # fmt: skip
-        return Prediction(
-            probability, 0.5, lesions, provenance, geometry, photo, working.astype(np.float16)
-        )
+        # the blurred mask taken to the working grid, as a model's map would come
+        working = geometry.to_working(probability)
+        return Prediction(working, geometry, 0.5, 30, provenance, photo)
 
     predictions: dict[Path, Prediction] = {}
     if model_path.exists():

@@ -41,9 +41,11 @@ import numpy as np
 from inference.atomic import atomic_write_bytes
 from inference.batch_plan import Job, PlanError, collect, out_problem, plan
 from inference.batch_report import Progress, Report
+from inference.contract import threshold_problem
 from inference.errors import HemaviewError
 from inference.labels import (
     LesionDecision,
+    ModelInfo,
     PhotoInfo,
     ProvenanceRecord,
     label_paths,
@@ -85,7 +87,7 @@ def write_outputs(out_dir: Path, photo_path: Path, prediction: Prediction) -> li
         reviewer="",
         created=stamp,
         modified=stamp,
-        model=prov.model_info(prediction.threshold),
+        model=ModelInfo.from_provenance(prov, prediction.threshold),
         changes=None,
         source="model",
         lesions=tuple(
@@ -253,10 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"hemaview-infer: --remote: {exc}", file=err)
             return EXIT_USAGE
-    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
-        print(
-            f"hemaview-infer: --threshold must be between 0 and 1, not {args.threshold}", file=err
-        )
+    bad_threshold = None if args.threshold is None else threshold_problem(args.threshold)
+    if bad_threshold:
+        print(f"hemaview-infer: --threshold {bad_threshold}", file=err)
         return EXIT_USAGE
     found, problems = collect(args.inputs, args.recursive, args.out)
     for problem in problems:

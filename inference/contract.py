@@ -164,6 +164,27 @@ def _triple(values: Any) -> tuple[float, float, float]:
     return (a, b, c)
 
 
+#: Where a suggestion's threshold starts when no model says (the viewer before one loads).
+FALLBACK_THRESHOLD = 0.5
+#: A reviewer moves the threshold in steps of this size (the slider and the keys).
+THRESHOLD_STEP = 0.01
+
+
+def threshold_problem(value: float) -> str | None:
+    """Why `value` cannot be a probability threshold, or None: the one rule for a model's
+    default, `hemaview-infer --threshold`, a label record and the viewer. Strictly between 0
+    and 1: at 0 the whole field of view is one lesion, at 1 no pixel can reach it."""
+    if not 0.0 < value < 1.0:  # also refuses NaN
+        return f"must be between 0 and 1, not {value}"
+    return None
+
+
+def stepped_threshold(value: float) -> float:
+    """`value` on the reviewer's steps, kept a step inside the bounds."""
+    steps = round(1 / THRESHOLD_STEP)
+    return min(max(round(value * steps), 1), steps - 1) / steps
+
+
 @dataclass(frozen=True)
 class ModelContract:
     """The parsed contract of one model file."""
@@ -255,8 +276,9 @@ class ModelContract:
             ) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelContractError(f"{source}: the model contract is malformed ({exc})") from None
-        if not 0.0 < threshold < 1.0:
-            raise ModelContractError(f"{source}: default threshold {threshold} is outside (0, 1)")
+        problem = threshold_problem(threshold)
+        if problem:
+            raise ModelContractError(f"{source}: the default threshold {problem}")
         if recipe.working_size < 32:
             raise ModelContractError(f"{source}: working size {recipe.working_size} is too small")
         sha = meta[KEY_SHA256].lower()

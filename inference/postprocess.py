@@ -41,6 +41,27 @@ def probability_to_full(working: np.ndarray, geometry: Geometry) -> np.ndarray:
     return geometry.to_full(p, interpolation=cv2.INTER_LINEAR)
 
 
+def lesions_at(
+    working: np.ndarray,
+    geometry: Geometry,
+    threshold: float,
+    min_area_px: int = 1,
+    *,
+    probability: np.ndarray | None = None,
+) -> list[Lesion]:
+    """A working-size map's lesions: the 8-connected components of its full-resolution map
+    (`probability_to_full`) at `threshold`, those under `min_area_px` dropped.
+
+    The one post-processing: a fresh prediction, one rebuilt from a cache and a threshold the
+    reviewer moves all come here. `probability` is that full-resolution map when it is at
+    hand, so it is not resampled again.
+    """
+    working = working.astype(np.float32, copy=False)
+    if probability is None:
+        probability = probability_to_full(working, geometry)
+    return find_lesions_guided(probability, working, geometry, threshold, min_area_px)
+
+
 def find_lesions(probability: np.ndarray, threshold: float, min_area_px: int = 1) -> list[Lesion]:
     """Connected components (8-connected) of probability >= threshold, smallest dropped."""
     # a bool array is bytes of 0 and 1 already: viewing it as uint8 spares a 12 MP copy

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from inference.contract import threshold_problem
 from inference.errors import HemaviewError
-from inference.labels.records import ModelInfo
 from inference.photo_io import Photo
-from inference.postprocess import Lesion, find_lesions_guided
+from inference.postprocess import Lesion, lesions_at, probability_to_full
 from inference.preprocess import Geometry
 from inference.version import __version__
 
@@ -46,19 +46,6 @@ class Provenance:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def model_info(self, threshold: float) -> ModelInfo:
-        """The label record's account of the model, at the threshold the mask was cut at.
-        Recorded as it ran: an unknown device is refused there, never rewritten."""
-        return ModelInfo(
-            self.model_name,
-            self.model_sha256,
-            threshold,
-            self.device,
-            fov_method=self.fov.get("method", "circle"),
-            forced=bool(self.fov.get("forced", False)),
-            file=self.model_file,
-        )
-
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Provenance:
         values = dict(raw)
@@ -69,17 +56,41 @@ class Provenance:
 
 @dataclass
 class Prediction:
-    """A photo's probability map at full resolution, with its lesions at the threshold."""
+    """A photo's working-size map and what follows from it at its threshold: the
+    full-resolution probability map, the mask and the lesions, each made when first asked
+    for and kept (the one post-processing, `inference.postprocess.lesions_at`)."""
 
-    probability: np.ndarray  # float32 (H, W), calibrated, in [0, 1]
-    threshold: float
-    lesions: list[Lesion]
-    provenance: Provenance
-    geometry: Geometry
-    photo: Photo  # as read: for a path, possibly at a reduced scale (photo.width is the full size)
     working: np.ndarray  # float16 (S, S): the model's own output, what caches keep
-    _mask: np.ndarray | None = field(default=None, repr=False)
-    _working32: np.ndarray | None = field(default=None, repr=False)
+    geometry: Geometry
+    threshold: float
+    min_area_px: int  # lesions smaller than this are dropped (the model's contract says so)
+    provenance: Provenance
+    photo: Photo  # as read: for a path, possibly at a reduced scale (photo.width is the full size)
+    _probability: np.ndarray | None = field(default=None, init=False, repr=False)
+    _lesions: list[Lesion] | None = field(default=None, init=False, repr=False)
+    _mask: np.ndarray | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Caches keep float16: a fresh prediction is the one a cache gives back.
+        self.working = np.asarray(self.working, np.float16)
+        problem = threshold_problem(self.threshold)
+        if problem:
+            raise ValueError(f"the threshold {problem}")
+
+    @property
+    def probability(self) -> np.ndarray:
+        """float32 (H, W), calibrated, in [0, 1]: the working map at the photo's resolution,
+        0 outside the field of view."""
+        if self._probability is None:
+            self._probability = probability_to_full(self.working, self.geometry)
+        return self._probability
+
+    @property
+    def lesions(self) -> list[Lesion]:
+        """The lesions at the prediction's threshold."""
+        if self._lesions is None:
+            self._lesions = self.at_threshold(self.threshold)
+        return self._lesions
 
     @property
     def mask(self) -> np.ndarray:
@@ -88,12 +99,14 @@ class Prediction:
             self._mask = self.probability >= self.threshold
         return self._mask
 
-    def at_threshold(self, threshold: float, min_area_px: int) -> list[Lesion]:
+    def at_threshold(self, threshold: float) -> list[Lesion]:
         """The lesions at another threshold, without running the model again."""
-        if self._working32 is None:
-            self._working32 = self.working.astype(np.float32)
-        return find_lesions_guided(
-            self.probability, self._working32, self.geometry, threshold, min_area_px
+        return lesions_at(
+            self.working,
+            self.geometry,
+            threshold,
+            self.min_area_px,
+            probability=self.probability,
         )
 
     @functools.cached_property

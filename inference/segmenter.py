@@ -18,7 +18,6 @@ from inference.model_choice import choose_model
 from inference.model_file import ModelFile
 from inference.photo_io import Photo, read_photo
 from inference.pipeline import Run, local_lane
-from inference.postprocess import find_lesions_guided, probability_to_full
 from inference.prediction import (
     PhotoFailure,
     PhotoSource,
@@ -132,17 +131,6 @@ class Segmenter:
         """Post-process one working-size map into a full-resolution Prediction."""
         t0 = time.perf_counter()
         threshold = self.threshold if threshold is None else float(threshold)
-        # Caches keep float16; rounding here makes a fresh prediction equal a cached one.
-        working_probability = working_probability.astype(np.float16).astype(np.float32)
-        probability = probability_to_full(working_probability, prepared.geometry)
-        lesions = find_lesions_guided(
-            probability,
-            working_probability,
-            prepared.geometry,
-            threshold,
-            self.contract.min_lesion_area_px,
-        )
-        timings = {**timings, "postprocess": (time.perf_counter() - t0) * 1e3}
         fov = prepared.geometry.fov
         device = device or self.backend.device
         # a remote server runs the fp32 model this one stands for
@@ -168,17 +156,14 @@ class Segmenter:
                 "note": fov.note,
                 "forced": fov.forced,
             },
-            timings_ms={k: round(v, 2) for k, v in timings.items()},
+            timings_ms={},
         )
-        return Prediction(
-            probability,
-            threshold,
-            lesions,
-            provenance,
-            prepared.geometry,
-            photo,
-            working_probability.astype(np.float16),
+        prediction = self._prediction(photo, prepared.geometry, working_probability, provenance)
+        timings = {**timings, "postprocess": (time.perf_counter() - t0) * 1e3}
+        prediction.provenance = replace(
+            provenance, timings_ms={k: round(v, 2) for k, v in timings.items()}
         )
+        return prediction
 
     def rebuild(
         self,
@@ -191,16 +176,26 @@ class Segmenter:
         """A Prediction from a cached working-size map (no model run): what caches store."""
         t0 = time.perf_counter()
         threshold = provenance.threshold if threshold is None else float(threshold)
-        w32 = working.astype(np.float32)
-        probability = probability_to_full(w32, geometry)
-        lesions = find_lesions_guided(
-            probability, w32, geometry, threshold, self.contract.min_lesion_area_px
-        )
+        provenance = replace(provenance, threshold=threshold)
+        prediction = self._prediction(photo, geometry, working, provenance)
         timings = {**provenance.timings_ms, "rebuild": round((time.perf_counter() - t0) * 1e3, 2)}
-        provenance = replace(provenance, threshold=threshold, timings_ms=timings)
-        return Prediction(
-            probability, threshold, lesions, provenance, geometry, photo, working.astype(np.float16)
+        prediction.provenance = replace(provenance, timings_ms=timings)
+        return prediction
+
+    def _prediction(
+        self, photo: Photo, geometry: Geometry, working: np.ndarray, provenance: Provenance
+    ) -> Prediction:
+        """The Prediction of a working-size map at the provenance's threshold, post-processed."""
+        prediction = Prediction(
+            working=working,
+            geometry=geometry,
+            threshold=provenance.threshold,
+            min_area_px=self.contract.min_lesion_area_px,
+            provenance=provenance,
+            photo=photo,
         )
+        _ = prediction.lesions  # the full-resolution map and the lesions
+        return prediction
 
     def predict(
         self,

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 from conftest import idrid_photo
 
-from inference import PreprocessRecipe, read_photo
+from inference import (
+    LabelFormatError,
+    ModelContract,
+    ModelContractError,
+    ModelFile,
+    PreprocessRecipe,
+    read_photo,
+)
+from inference.contract import (
+    KEY_DEFAULT_THRESHOLD,
+    THRESHOLD_STEP,
+    stepped_threshold,
+    threshold_problem,
+)
+from inference.labels import ModelInfo
 from inference.postprocess import (
     find_lesions,
     find_lesions_guided,
     label_components,
+    lesions_at,
     probability_to_full,
 )
 from inference.preprocess import preprocess
@@ -93,3 +110,34 @@ def test_probability_is_resampled_not_rescaled(geometry) -> None:  # type: ignor
     # a flat 0.3 stays 0.3 (no per-image min-max stretch to 1.0); it fades only at the FOV edge
     assert np.allclose(centre, 0.3, atol=1e-6)
     assert float(full.max()) == pytest.approx(0.3, abs=1e-6)
+
+
+def test_lesions_at_is_the_guided_finder_on_the_resampled_map(geometry) -> None:  # type: ignore[no-untyped-def]
+    working = blobby_map(geometry.working_size, 4).astype(np.float16)
+    full = probability_to_full(working.astype(np.float32), geometry)
+    expected = find_lesions_guided(full, working.astype(np.float32), geometry, 0.35, 30)
+    assert len(expected) > 3
+    assert lesions_at(working, geometry, 0.35, 30) == expected
+    assert lesions_at(working, geometry, 0.35, 30, probability=full) == expected
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, -0.2, 1.5, float("nan")])
+def test_one_threshold_rule_for_the_model_a_label_and_the_viewer(
+    bad: float, model_path: Path
+) -> None:
+    assert threshold_problem(bad) == f"must be between 0 and 1, not {bad}"
+    meta = ModelFile.open(model_path).contract.to_metadata()
+    meta[KEY_DEFAULT_THRESHOLD] = repr(bad)
+    with pytest.raises(ModelContractError, match="default threshold must be between 0 and 1"):
+        ModelContract.from_metadata(meta)
+    with pytest.raises(LabelFormatError, match=r"model\.threshold must be between 0 and 1"):
+        ModelInfo(name="hemaview-unet", sha256="a" * 64, threshold=bad, device="cpu")
+
+
+def test_the_viewers_threshold_steps() -> None:
+    assert threshold_problem(THRESHOLD_STEP) is None
+    assert threshold_problem(1 - THRESHOLD_STEP) is None
+    assert stepped_threshold(0.35 + 0.05) == 0.4
+    assert stepped_threshold(0.3 - 0.05) == 0.25
+    assert stepped_threshold(0.02 - 0.05) == THRESHOLD_STEP
+    assert stepped_threshold(0.97 + 0.05) == 1 - THRESHOLD_STEP

@@ -89,6 +89,28 @@ def test_threshold_override_changes_only_the_mask(
     assert low.mask.sum() >= prediction.mask.sum()
 
 
+def test_one_post_processing_whatever_the_route(
+    segmenter: Segmenter, prediction: Prediction
+) -> None:
+    """A fresh prediction, one rebuilt from its cached map and one moved to another
+    threshold give the same lesions at the same threshold; the prediction keeps the model's
+    minimum area."""
+    assert prediction.min_area_px == segmenter.contract.min_lesion_area_px
+    assert prediction.working.dtype == np.float16
+    fresh = segmenter.predict(idrid_photo(1), threshold=0.3)
+    rebuilt = segmenter.rebuild(
+        prediction.photo, prediction.geometry, prediction.working, prediction.provenance, 0.3
+    )
+    moved = prediction.at_threshold(0.3)
+    assert fresh.lesions == rebuilt.lesions == moved
+    assert np.array_equal(fresh.mask, rebuilt.mask)
+    assert rebuilt.provenance.threshold == fresh.provenance.threshold == 0.3
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        segmenter.rebuild(
+            prediction.photo, prediction.geometry, prediction.working, prediction.provenance, 1.0
+        )
+
+
 def test_predict_many_keeps_order_reports_failures_and_progress(
     segmenter: Segmenter, tmp_path: Path
 ) -> None:

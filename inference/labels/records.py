@@ -12,11 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from inference.contract import threshold_problem
 from inference.errors import LabelFormatError
 from inference.photo_io import Photo
 from inference.version import __version__
+
+if TYPE_CHECKING:
+    from inference.prediction import Provenance
 
 SCHEMA_VERSION = 1
 
@@ -93,6 +97,15 @@ def _check_fraction(value: object, what: str) -> float:
     if not (0.0 <= number <= 1.0):  # also refuses NaN
         raise _fail(f"{what} must lie between 0 and 1, not {value!r}")
     return number
+
+
+def _check_threshold(value: object, what: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise _fail(f"{what} must be a number, not {value!r}")
+    problem = threshold_problem(float(value))
+    if problem:
+        raise _fail(f"{what} {problem}")
+    return float(value)
 
 
 def _check_str(value: object, what: str) -> str:
@@ -178,12 +191,26 @@ class ModelInfo:
         if not _check_str(self.name, "model.name"):
             raise _fail("model.name must not be empty")
         _check_sha256(self.sha256, "model.sha256")
-        object.__setattr__(self, "threshold", _check_fraction(self.threshold, "model.threshold"))
+        object.__setattr__(self, "threshold", _check_threshold(self.threshold, "model.threshold"))
         _check_choice(self.device, "model.device", DEVICES)
         _check_choice(self.fov_method, "model.fov_method", FOV_METHODS)
         if not isinstance(self.forced, bool):
             raise _fail(f"model.forced must be true or false, not {self.forced!r}")
         _check_str(self.file, "model.file")
+
+    @classmethod
+    def from_provenance(cls, provenance: Provenance, threshold: float) -> ModelInfo:
+        """The model of a prediction, at the threshold its mask was cut at. Recorded as it
+        ran: an unknown device is refused here, never rewritten."""
+        return cls(
+            provenance.model_name,
+            provenance.model_sha256,
+            threshold,
+            provenance.device,
+            fov_method=provenance.fov.get("method", "circle"),
+            forced=bool(provenance.fov.get("forced", False)),
+            file=provenance.model_file,
+        )
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from inference import Lesion, Prediction
+from inference.contract import FALLBACK_THRESHOLD
 from inference.labels import (
     STATUSES,
     Finding,
     LesionDecision,
     MaskChanges,
+    ModelInfo,
     PhotoInfo,
     ProvenanceRecord,
     ReviewStatus,
@@ -40,7 +42,7 @@ class Document:
         prediction: Prediction | None = None,
         saved: tuple[np.ndarray, ProvenanceRecord] | None = None,
         min_lesion_area_px: int = 1,
-        default_threshold: float = 0.5,
+        default_threshold: float = FALLBACK_THRESHOLD,
         no_colour: bool = False,
     ):
         self.path = Path(photo_path)
@@ -87,7 +89,7 @@ class Document:
         threshold slider moves faster than 12 MP can be labelled."""
         if self._lesions is None:
             assert self.prediction is not None
-            self._lesions = self.prediction.at_threshold(self.threshold, self.min_lesion_area_px)
+            self._lesions = self.prediction.at_threshold(self.threshold)
         return self._lesions
 
     @property
@@ -300,7 +302,7 @@ class Document:
         stamp = now()
         model = None
         if self.prediction is not None:
-            model = self.prediction.provenance.model_info(self.threshold)
+            model = ModelInfo.from_provenance(self.prediction.provenance, self.threshold)
         elif self.saved_record is not None:
             model = self.saved_record.model
         lesions = tuple(

@@ -29,6 +29,7 @@ import numpy as np
 
 from inference import HemaviewError, Photo, Prediction, Segmenter, read_photo
 from inference.atomic import atomic_write_bytes
+from inference.contract import FALLBACK_THRESHOLD
 from inference.errors import LabelFormatError, NotFundusError
 from inference.labels import (
     DEFAULT_LABEL_DIR_NAME,
@@ -330,7 +331,7 @@ class ReviewSession:
             prediction=prediction,
             saved=saved,
             min_lesion_area_px=min_area,
-            default_threshold=segmenter.threshold if segmenter else 0.5,
+            default_threshold=segmenter.threshold if segmenter else FALLBACK_THRESHOLD,
             no_colour=photo.no_colour,
         )
         with self._lock:

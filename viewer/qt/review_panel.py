@@ -17,11 +17,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from inference.contract import THRESHOLD_STEP
 from inference.fov import FieldOfView
 from viewer.model.document import Document
 from viewer.qt.lesion_list import LesionList
 
-THRESHOLD_STEPS = 100  # the slider moves in 0.01 steps of probability
+THRESHOLD_STEPS = round(1 / THRESHOLD_STEP)  # the slider's steps of probability
 
 
 class ReviewPanel(QWidget):

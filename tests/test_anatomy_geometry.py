@@ -323,6 +323,13 @@ def test_decoding_says_what_it_could_not_find() -> None:
     assert found.disc_center is not None
     assert found.fovea is None and "DD from the disc" in found.fovea_reason
 
+    # a bright streak (exudates where the disc is hidden) is not taken for a disc
+    yy, xx = np.mgrid[:256, :256]
+    cu, cv = full_to_working((2800.0, 1500.0), g)
+    streak = ((np.abs(xx - cu) <= 20) & (np.abs(yy - cv) <= 4)).astype(np.float32)
+    found = decode(streak, fovea / fovea.sum(), g)
+    assert found.disc_center is None and "not round" in found.disc_reason
+
     # a disc half outside the field: drawn (its visible part), but neither centred nor sized
     fov = g.fov
     edge = (fov.cx + fov.radius, fov.cy)  # the field's right edge, inside the photo

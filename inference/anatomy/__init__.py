@@ -23,6 +23,7 @@ from inference.anatomy.geometry import (
     to_dd,
     to_mm,
 )
+from inference.anatomy.model import AnatomyModel, shipped_anatomy_model_path
 from inference.anatomy.types import (
     DEFAULT_DISC_DIAMETER_MM,
     QUADRANTS,
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_DISC_DIAMETER_MM",
     "QUADRANTS",
     "Anatomy",
+    "AnatomyModel",
     "EtdrsGrid",
     "EtdrsSector",
     "Laterality",
@@ -56,6 +58,7 @@ __all__ = [
     "mm_to_px",
     "place_lesions",
     "quadrant_frame",
+    "shipped_anatomy_model_path",
     "summarise",
     "to_dd",
     "to_mm",

@@ -247,7 +247,7 @@ def find_fov(rgb: np.ndarray, params: FovParams | None = None) -> FieldOfView:
     reason = _graphic_reason(small)
     if reason:
         raise NotFundusError(f"this does not look like a fundus photograph: {reason}")
-    value = np.ascontiguousarray(small.max(axis=2))
+    value = _channel_max(small)
     value = cv2.medianBlur(value, c.median_blur_px).astype(np.float32)
     sh, sw = value.shape
     bg, noise = _background(value, params.border_frac)
@@ -464,11 +464,18 @@ def _fit_circle(points: np.ndarray) -> tuple[float, float, float]:
     return float(cx), float(cy), float(np.sqrt(max(sol[2] + cx * cx + cy * cy, 0.0)))
 
 
+def _channel_max(image: np.ndarray) -> np.ndarray:
+    """(H, W) uint8: the largest of each pixel's three channels, as image.max(axis=2) gives it
+    but without numpy's slow reduction over a short last axis (5 ms on a thumbnail, 0.1)."""
+    r, g, b = cv2.split(image)
+    return np.asarray(cv2.max(cv2.max(r, g), b))
+
+
 def _graphic_reason(small: np.ndarray) -> str:
     """Why the image is flat or made of flat colours (a screenshot, a document, a drawing);
     empty for a photograph, whose sensor noise never leaves large areas of one exact colour."""
     c = CONSTANTS
-    value = small.max(axis=2)
+    value = _channel_max(small)
     low, high = np.percentile(value, [c.flat_low_percentile, c.flat_high_percentile])
     if high - low < c.min_flat_span:
         return "the image is flat (nearly one colour throughout)"
@@ -476,7 +483,7 @@ def _graphic_reason(small: np.ndarray) -> str:
     spread = cv2.dilate(small, np.ones((3, 3), np.uint8)) - cv2.erode(
         small, np.ones((3, 3), np.uint8)
     )
-    uniform = spread.max(axis=2) == 0
+    uniform = _channel_max(spread) == 0
     shown = value > low + c.shown_span_share * (high - low)
     share = float(uniform[shown].mean()) if shown.any() else 1.0
     if share > c.max_uniform_share:

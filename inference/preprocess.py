@@ -103,7 +103,16 @@ class Geometry:
         return out
 
     def fov_mask_working(self) -> np.ndarray:
-        """bool (S, S): the field-of-view disc in working pixels."""
+        """bool (S, S): the field-of-view disc in working pixels. Drawn once per geometry
+        (preprocessing, resampling and lesion finding all ask for it); each caller gets its
+        own copy."""
+        mask = self.__dict__.get("_fov_mask_working")
+        if mask is None:
+            mask = self._fov_disc()
+            object.__setattr__(self, "_fov_mask_working", mask)  # a cache, not a field
+        return mask.copy()
+
+    def _fov_disc(self) -> np.ndarray:
         s = self.scale
         cx = (self.fov.cx - self.crop_x0) * s
         cy = (self.fov.cy - self.crop_y0) * s

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +174,24 @@ def test_the_overflow_follows_the_local_rate_and_the_clock() -> None:
         waiting=5, local_holding=0, now=2, deadline=1, seconds_per_photo=0.1, local_batch=None
     )
     assert share == 5
+
+
+def test_a_batch_gives_what_one_photo_at_a_time_gives_to_the_last_bit(
+    segmenter: Segmenter,
+) -> None:
+    """Full-size real photos through the pipeline (post-processing on its own thread, batches
+    of two) and through `predict`: the same maps, masks, lesions and provenance."""
+    from conftest import idrid_photo
+
+    photos = [idrid_photo(n) for n in (3, 17, 29)]  # many lesions, the densest, the sparsest
+    many = dict(segmenter.predict_many(photos, batch_size=2))
+    for photo in photos:
+        alone, batched = segmenter.predict(photo), many[photo]
+        assert isinstance(batched, Prediction)
+        assert np.array_equal(alone.working, batched.working)
+        assert np.array_equal(alone.probability, batched.probability)
+        assert np.array_equal(alone.mask, batched.mask)
+        assert alone.lesions == batched.lesions and alone.uncertainty == batched.uncertainty
+        assert replace(alone.provenance, timings_ms={}) == replace(
+            batched.provenance, timings_ms={}
+        )

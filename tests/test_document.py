@@ -105,7 +105,6 @@ def document_of(segmenter: Segmenter, number: int) -> Document:
         (pred.photo.width, pred.photo.height),
         pred.provenance.photo_sha256,
         prediction=pred,
-        min_lesion_area_px=segmenter.contract.min_lesion_area_px,
     )
 
 

@@ -41,7 +41,6 @@ class Document:
         photo_sha256: str,
         prediction: Prediction | None = None,
         saved: tuple[np.ndarray, ProvenanceRecord] | None = None,
-        min_lesion_area_px: int = 1,
         default_threshold: float = FALLBACK_THRESHOLD,
         no_colour: bool = False,
     ):
@@ -52,7 +51,6 @@ class Document:
         self.width, self.height = size
         self.photo_sha256 = photo_sha256
         self.prediction = prediction
-        self.min_lesion_area_px = min_lesion_area_px
         self.history = History()
         # without a prediction: the model's own default, what its overlay would start at
         self.threshold = prediction.threshold if prediction is not None else default_threshold
@@ -101,11 +99,10 @@ class Document:
             return np.zeros((self.height, self.width), bool)
         return np.asarray(self.prediction.probability >= threshold)
 
-    def attach_prediction(self, prediction: Prediction, min_lesion_area_px: int) -> None:
+    def attach_prediction(self, prediction: Prediction) -> None:
         """The model's suggestion arrived after the reviewer began on this photo (the model
         was still loading). Their edits stay; untouched, the mask becomes the suggestion."""
         self.prediction = prediction
-        self.min_lesion_area_px = min_lesion_area_px
         self.threshold = prediction.threshold
         self.suggestion = self._suggestion_at(self.threshold)
         self._lesions = None

@@ -39,13 +39,11 @@ def takes_late_prediction(current: OpenedPhoto | None, opened: OpenedPhoto) -> b
     )
 
 
-def take_late_prediction(
-    current: OpenedPhoto, opened: OpenedPhoto, min_lesion_area_px: int
-) -> None:
+def take_late_prediction(current: OpenedPhoto, opened: OpenedPhoto) -> None:
     """Give `opened`'s suggestion to `current` (see `takes_late_prediction`): the reviewer's
     mask and undo history stay; the document now measures them against the suggestion."""
     assert opened.prediction is not None
-    current.document.attach_prediction(opened.prediction, min_lesion_area_px)
+    current.document.attach_prediction(opened.prediction)
     current.prediction = opened.prediction
     current.model_pending, current.prediction_error = False, None
     current.model_sha256 = opened.model_sha256

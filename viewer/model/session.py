@@ -323,14 +323,12 @@ class ReviewSession:
             # load_label checked the photo's bytes itself; this is the race of the photo
             # being replaced between its read and ours.
             saved, label_error = None, f"{path.name}: the photo changed while it was opened"
-        min_area = segmenter.contract.min_lesion_area_px if segmenter else 1
         document = Document(
             path,
             (photo.width, photo.height),
             photo.sha256,
             prediction=prediction,
             saved=saved,
-            min_lesion_area_px=min_area,
             default_threshold=segmenter.threshold if segmenter else FALLBACK_THRESHOLD,
             no_colour=photo.no_colour,
         )

@@ -408,9 +408,9 @@ class MainWindow(QMainWindow):
 
     def _take_late_prediction(self, opened: OpenedPhoto) -> None:
         """The suggestion for the photo on screen, which the reviewer began without one."""
-        assert self.current is not None and self.segmenter is not None
+        assert self.current is not None
         assert opened.prediction is not None
-        take_late_prediction(self.current, opened, self.segmenter.contract.min_lesion_area_px)
+        take_late_prediction(self.current, opened)
         self.canvas.refresh_mask(None)
         self.statusBar().clearMessage()
         path = str(opened.document.path)

@@ -49,8 +49,9 @@ from inference.preprocess import read_for_model  # noqa: E402
 from inference.resources import shipped_model_path  # noqa: E402
 from inference.system import physical_cores  # noqa: E402
 from training.augment import moco_views  # noqa: E402
+from training.configs import FinetuneConfig  # noqa: E402
 from training.data import data_root, default_cache_dir, load_labelled_set  # noqa: E402
-from training.finetune import FinetuneConfig, PatchSampler, build_net  # noqa: E402
+from training.finetune import PatchSampler, build_net  # noqa: E402
 from training.losses import total_loss  # noqa: E402
 from training.moco import MoCo, info_nce  # noqa: E402
 from training.model import normalise  # noqa: E402

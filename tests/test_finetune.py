@@ -15,6 +15,7 @@ import torch
 from conftest import IDRID, IDRID_NUMBERS, idrid_photo
 
 from inference.contract import PreprocessRecipe
+from training.configs import FinetuneConfig
 from training.data import (
     DatasetError,
     DataWarning,
@@ -29,7 +30,6 @@ from training.data import (
 )
 from training.finetune import (
     CheckpointError,
-    FinetuneConfig,
     PatchSampler,
     finetune,
     load_checkpoint,

@@ -24,12 +24,12 @@ from torch.nn import functional as F
 
 from inference.contract import PreprocessRecipe
 from training.augment import MOCO_AUGMENT, augment_pair, moco_views
+from training.configs import PretrainConfig
 from training.moco import MoCo, SplitBatchNorm2d, info_nce, knn_top1, top1
 from training.model import HemaviewNet, ModelConfig
 from training.pretrain import (
     CHECKPOINT,
     LOG_FILE,
-    PretrainConfig,
     held_apart_knn,
     list_photos,
     load_pool,

@@ -49,9 +49,9 @@ COMMANDS = (
 def finetune_main(argv: Sequence[str]) -> int:
     from inference.contract import PreprocessRecipe
     from training.compare import calibrate_and_evaluate
-    from training.configs import add_dataclass_args, dataclass_from_args
+    from training.configs import FinetuneConfig, add_dataclass_args, dataclass_from_args
     from training.data import Sample, kfold_split, load_labelled_set, split_for_fold
-    from training.finetune import FinetuneConfig, finetune, predict_logits
+    from training.finetune import finetune, predict_logits
     from training.runtime import resolve_device
 
     parser = argparse.ArgumentParser(

@@ -38,6 +38,8 @@ from inference.contract import PreprocessRecipe
 from inference.preprocess import Geometry
 from training.camera_data import other_camera_photo
 from training.configs import (
+    FinetuneConfig,
+    PretrainConfig,
     add_dataclass_args,
     dataclass_from_args,
     replace_from_args,
@@ -53,7 +55,7 @@ from training.data import (
     scan_idrid,
     split_for_fold,
 )
-from training.finetune import FinetuneConfig, finetune, predict_logits
+from training.finetune import finetune, predict_logits
 from training.metrics import (
     Calibration,
     EvalPhoto,
@@ -63,7 +65,7 @@ from training.metrics import (
     evaluate,
     fit_platt,
 )
-from training.pretrain import ENCODER_FILE, PretrainConfig, pretrain
+from training.pretrain import ENCODER_FILE, pretrain
 from training.runtime import (
     cpu_bf16_units,
     cpu_name,

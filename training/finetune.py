@@ -18,7 +18,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,142 +31,20 @@ from training import checkpoint
 from training.augment import PAIR_AUGMENT, augment_pair
 from training.camera_data import CameraVersion, add_camera_versions
 from training.checkpoint import FINETUNE, CheckpointError
-from training.configs import to_jsonable
+from training.configs import FinetuneConfig, to_jsonable
 from training.data import Sample, default_cache_dir
 from training.ema import WeightAverage
-from training.losses import LossWeights, total_loss
+from training.losses import total_loss
 from training.metrics import PRHistogram
-from training.model import HemaviewNet, ModelConfig, mirror_average, normalise
+from training.model import HemaviewNet, mirror_average, normalise
 from training.runtime import autocast, memory_format, precision_note, progress, resolve_device
 from training.weights import build_net
 
-INITS = ("random", "moco", "imagenet")
 CHECKPOINT_FILE = "checkpoint.pt"
 # The patch handed to augment_pair is cut around a lesion with room to rotate; asking for
 # crops almost wholly inside it keeps the lesion in the crop (augment_pair draws crop centres
 # over the whole valid area it is given).
 LESION_PATCH_AUGMENT = dataclasses.replace(PAIR_AUGMENT, min_inside=0.9)
-
-
-def _help(default: Any, text: str) -> Any:
-    return field(default=default, metadata={"help": text})
-
-
-@dataclass
-class FinetuneConfig:
-    init: str = _help("random", "encoder initialisation: random, moco or imagenet")
-    init_weights: str = _help(
-        "", "encoder.pt from pretraining (moco) or a local ImageNet weights file"
-    )
-    reconstruction: bool = _help(True, "train the reconstruction decoder as a second task")
-    recon_weight: float = _help(0.5, "weight of the reconstruction loss")
-    encoder: str = _help("resnet18", "smp encoder name")
-    decoder_channels: tuple[int, ...] = _help((128, 64, 32, 16, 16), "U-Net decoder widths")
-    working_size: int = _help(1024, "side of the preprocessed square (the model's input size)")
-    crop_size: int = _help(384, "training patch side, working pixels (multiple of 32)")
-    epochs: int = _help(40, "epochs")
-    steps_per_epoch: int = _help(50, "optimiser steps per epoch")
-    batch_size: int = _help(8, "patches per step")
-    lr: float = _help(1e-3, "peak learning rate (AdamW)")
-    encoder_lr_scale: float = _help(1.0, "encoder learning rate as a fraction of --lr")
-    weight_decay: float = _help(1e-4, "AdamW weight decay")
-    warmup_steps: int = _help(50, "linear warm-up steps before the cosine decay")
-    ema_decay: float = _help(
-        0.0,
-        "keep an exponential moving average of the weights with this decay (e.g. 0.999) and "
-        "evaluate, snapshot and export it instead of the last step's weights (0: off)",
-    )
-    lesion_bias: float = _help(0.6, "fraction of patches centred on a lesion pixel")
-    hard_negatives: str = _help(
-        "",
-        "a JSON file of hard-negative points per photo (fp-analysis's hard_negatives.json: "
-        "out-of-fold false positives, working pixels at this working size)",
-    )
-    hard_negative_p: float = _help(
-        0.0, "of the patches not centred on a lesion, the fraction centred on a hard negative"
-    )
-    shadow_p: float = _help(
-        0.0, "fraction of patches darkened by a large smooth shadow (training.augment.shadow)"
-    )
-    bce_weight: float = _help(1.0, "weight of the BCE term")
-    dice_weight: float = _help(1.0, "weight of the soft Dice term")
-    focal_gamma: float = _help(0.0, "focal-loss gamma (0: plain BCE)")
-    augment: bool = _help(True, "random geometric and colour augmentation")
-    camera_versions: int = _help(
-        0, "other-camera versions of each photo, made before preprocessing (0: none)"
-    )
-    camera_p: float = _help(0.5, "fraction of patches cut from an other-camera version")
-    camera_seed: int = _help(0, "seed of the other cameras (the same for every fold)")
-    seed: int = _help(0, "seed for initialisation, sampling and augmentation")
-    device: str = _help("auto", "auto, cpu or cuda")
-    bf16: bool = _help(
-        True, "bfloat16 autocast and channels_last on CUDA and on CPUs with bfloat16 units"
-    )
-    eval_every: int = _help(0, "evaluate on the validation photos every N epochs (0: never)")
-    early_stop: int = _help(0, "stop after N evaluations without improvement (0: never)")
-    eval_window: int = _help(0, "sliding-window side for inference (0: the whole image)")
-    threads: int = _help(0, "CPU threads for torch (0: torch's default)")
-
-    def __post_init__(self) -> None:
-        if self.init not in INITS:
-            raise ValueError(f"--init must be one of {', '.join(INITS)}, not {self.init!r}")
-        if self.init in ("moco", "imagenet") and not self.init_weights:
-            what = (
-                "the encoder.pt that `hemaview-train pretrain` writes"
-                if self.init == "moco"
-                else ("a local ImageNet weights file (nothing is downloaded)")
-            )
-            raise ValueError(f"--init {self.init} needs --init-weights: {what}")
-        for name in ("working_size", "crop_size"):
-            value = getattr(self, name)
-            if value % 32 or value < 32:
-                raise ValueError(
-                    f"--{name.replace('_', '-')} must be a positive multiple of 32, not {value}"
-                )
-        if self.eval_window and self.eval_window % 32:
-            raise ValueError(f"--eval-window must be a multiple of 32, not {self.eval_window}")
-        for name in ("hard_negative_p", "shadow_p"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                flag = "--" + name.replace("_", "-")
-                raise ValueError(f"{flag} must be in [0, 1], not {getattr(self, name)}")
-        if self.crop_size > self.working_size:
-            raise ValueError(
-                f"--crop-size {self.crop_size} exceeds --working-size {self.working_size}"
-            )
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"--device must be auto, cpu or cuda, not {self.device!r}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"--ema-decay must be at least 0 and below 1, not {self.ema_decay}")
-        if self.early_stop and not self.eval_every:
-            raise ValueError("--early-stop needs --eval-every")
-        self.decoder_channels = tuple(int(c) for c in self.decoder_channels)
-
-    def model_config(self) -> ModelConfig:
-        return ModelConfig(
-            encoder=self.encoder,
-            decoder_channels=self.decoder_channels,
-            reconstruction=self.reconstruction,
-        )
-
-    def loss_weights(self) -> LossWeights:
-        return LossWeights(
-            bce=self.bce_weight,
-            dice=self.dice_weight,
-            focal_gamma=self.focal_gamma,
-            reconstruction=self.recon_weight if self.reconstruction else 0.0,
-        )
-
-    @property
-    def total_steps(self) -> int:
-        return self.epochs * self.steps_per_epoch
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> FinetuneConfig:
-        known = {f.name for f in fields(cls)}
-        values: dict[str, Any] = {
-            k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in known
-        }
-        return cls(**values)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -39,13 +39,12 @@ from training import checkpoint
 from training.augment import MOCO_AUGMENT, AugmentConfig, moco_views
 from training.cache import load_preprocessed
 from training.checkpoint import PRETRAIN
-from training.configs import add_dataclass_args, dataclass_from_args, to_jsonable
-from training.data import IDRID_SOURCE, data_root
-from training.moco import NEGATIVES, MoCo, info_nce, knn_top1, top1
+from training.configs import PretrainConfig, add_dataclass_args, dataclass_from_args, to_jsonable
+from training.data import IDRID_SOURCE
+from training.moco import MoCo, info_nce, knn_top1, top1
 from training.model import ModelConfig
 from training.runtime import autocast, format_duration, memory_format, precision_note
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 CHECKPOINT = "checkpoint.pt"
 ENCODER_FILE = "encoder.pt"
@@ -62,98 +61,6 @@ LOG_COLUMNS = (
     "data_images_per_s",
     "step_images_per_s",
 )
-
-
-@dataclass
-class PretrainConfig:
-    data_dir: str = field(
-        # read when the config is made, so `hemaview-train --data DIR` applies
-        default_factory=lambda: str(data_root() / "idrid-unlabeled"),
-        metadata={"help": "unlabeled photos (or a folder with images/)"},
-    )
-    out_dir: str = field(
-        default=str(REPO_ROOT / "runs" / "pretrain"),
-        metadata={"help": "checkpoints, log, encoder.pt"},
-    )
-    cache_dir: str | None = field(
-        default=None, metadata={"help": "preprocessed-photo cache (default: OUT_DIR/cache)"}
-    )
-    encoder: str = field(default="resnet18", metadata={"help": "smp encoder name"})
-    working_size: int = field(
-        default=PreprocessRecipe().working_size, metadata={"help": "preprocessing working size"}
-    )
-    crop_size: int = 224
-    crop_scale: tuple[float, float] = field(
-        default=MOCO_AUGMENT.scale, metadata={"help": "crop area / FOV area"}
-    )
-    epochs: int = 200
-    repeats: int = field(default=10, metadata={"help": "crops of each photo per epoch"})
-    batch_size: int = field(default=128, metadata={"help": "global batch, split over processes"})
-    lr: float = field(
-        default=0.015, metadata={"help": "peak learning rate (MoCo v2: 0.03 x batch / 256)"}
-    )
-    optimizer: str = field(
-        default="sgd",
-        metadata={
-            "help": "sgd (MoCo v2's, with --sgd-momentum) or adamw; a few hundred steps at "
-            "MoCo v2's SGD rate barely move the weights (see the model card)"
-        },
-    )
-    sgd_momentum: float = 0.9
-    weight_decay: float = 1e-4
-    momentum: float = field(default=0.999, metadata={"help": "key encoder momentum"})
-    temperature: float = 0.2
-    dim: int = field(default=128, metadata={"help": "projection size"})
-    queue_size: int = field(default=4096, metadata={"help": "negatives; a multiple of the batch"})
-    negatives: str = field(
-        default="queue",
-        metadata={
-            "help": "queue (MoCo v2's queue of past keys) or batch (the other photos of the "
-            "step, MoCo v3's; no key of the query's own photo; see training.moco)"
-        },
-    )
-    knn_photos: int = field(
-        default=128,
-        metadata={"help": "photos whose held-apart views check the encoder at the end (0: none)"},
-    )
-    bn_splits: int = field(
-        default=0,
-        metadata={"help": "BN groups per process (0: auto, ~32 per group alone, 1 under DDP)"},
-    )
-    workers: int = field(default=4, metadata={"help": "threads preprocessing photos"})
-    seed: int = 0
-    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
-    amp: bool = field(
-        default=True,
-        metadata={"help": "bfloat16 autocast on CUDA and on CPUs with bfloat16 units"},
-    )
-    data_on_device: bool = field(default=True, metadata={"help": "keep the photos on the GPU"})
-    max_photos: int = field(default=0, metadata={"help": "use only the first N photos (0: all)"})
-    log_every: int = 10
-
-    def validate(self, world_size: int = 1) -> None:
-        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1]:
-            raise ValueError(
-                f"crop_scale must be two increasing positive numbers, got {self.crop_scale}"
-            )
-        if self.batch_size % world_size:
-            raise ValueError(
-                f"batch size {self.batch_size} does not split over {world_size} processes"
-            )
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ValueError(f"optimizer must be sgd or adamw, not {self.optimizer!r}")
-        if self.negatives not in NEGATIVES:
-            raise ValueError(
-                f"negatives must be one of {', '.join(NEGATIVES)}, not {self.negatives!r}"
-            )
-        if self.negatives == "queue" and self.queue_size % self.batch_size:
-            raise ValueError(
-                f"queue size {self.queue_size} is not a multiple of batch size {self.batch_size}"
-            )
-        if self.batch_size // world_size < 2:
-            raise ValueError("each process needs at least 2 photos per batch")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
 
 
 @dataclass

@@ -52,9 +52,9 @@ from training.compare import (
     log,
     run_compare,
 )
-from training.configs import add_dataclass_args, dataclass_from_args, to_jsonable
+from training.configs import FinetuneConfig, add_dataclass_args, dataclass_from_args, to_jsonable
 from training.data import REPO_ROOT
-from training.finetune import FinetuneConfig, finetune
+from training.finetune import finetune
 from training.runtime import format_duration, precision_note, resolve_device
 
 DEFAULT_MODEL = REPO_ROOT / "resources" / "models" / "hemorrhage.onnx"

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
+from training.configs import FinetuneConfig
 from training.model import HemaviewNet
-
-if TYPE_CHECKING:  # finetune imports this module; the config is only a type here
-    from training.finetune import FinetuneConfig
 
 
 class WeightKeysError(RuntimeError):

@@ -3,6 +3,7 @@ checkpoint errors, export through to inference.Segmenter, and a tiny comparison.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -15,7 +16,12 @@ import torch
 from conftest import IDRID, IDRID_NUMBERS, idrid_photo
 
 from inference.contract import PreprocessRecipe
-from training.configs import FinetuneConfig
+from training.configs import (
+    FinetuneConfig,
+    add_dataclass_args,
+    dataclass_from_args,
+    to_jsonable,
+)
 from training.data import (
     DatasetError,
     DataWarning,
@@ -57,7 +63,7 @@ def data(cache_dir: Path) -> LabelledSet:
 
 def small_config(**changes: object) -> FinetuneConfig:
     base = FinetuneConfig(
-        working_size=SIZE,
+        recipe=PreprocessRecipe(working_size=SIZE),
         crop_size=128,
         epochs=1,
         steps_per_epoch=3,
@@ -374,10 +380,21 @@ def test_resume_continues_where_it_stopped(data: LabelledSet, tmp_path: Path) ->
     assert (state["epoch"], state["step"]) == (1, 2)
     # a checkpoint from before a setting existed resumes as that setting's default
     del state["config"]["ema_decay"]
+    # and one from before configurations held their recipe (commit a3ee92a's, which the
+    # issue 27 run writes) saved only the working size: it resumes as the recipe it ran
+    assert state["config"]["recipe"] == to_jsonable(PreprocessRecipe(working_size=SIZE))
+    del state["config"]["recipe"]
+    state["config"]["working_size"] = SIZE
     torch.save(state, tmp_path / "run" / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=r"recipe: .*'working_size': 256\b.* then"):
+        other_size = PreprocessRecipe(working_size=SIZE + 32)
+        finetune(dataclasses.replace(config, recipe=other_size), train, tmp_path / "run")
     messages: list[str] = []
     resumed = finetune(config, train, tmp_path / "run", log=messages.append)
     assert any("resuming" in m and "epoch 1" in m for m in messages)
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["config"]["recipe"] == (
+        to_jsonable(config.recipe)
+    )
     assert [row["step"] for row in resumed.history] == [2, 4]
     assert resumed.history[0] == state["history"][0]
     # per-epoch seeds: the resumed run ends where an uninterrupted one does
@@ -390,6 +407,23 @@ def test_resume_continues_where_it_stopped(data: LabelledSet, tmp_path: Path) ->
     # another configuration in the same folder is refused with the difference named
     with pytest.raises(CheckpointError, match="lr"):
         finetune(dataclasses.replace(config, lr=0.5), train, tmp_path / "run", log=lambda _: None)
+
+
+def test_a_config_saved_before_the_recipe_reads_as_the_recipe_it_ran() -> None:
+    # compare's result.json and the fold checkpoints of runs before the recipe was saved
+    saved = to_jsonable(small_config(crop_size=96))
+    del saved["recipe"]
+    saved["working_size"] = 512
+    config = FinetuneConfig.from_dict(saved)
+    assert config.recipe == PreprocessRecipe(working_size=512) and config.crop_size == 96
+    assert FinetuneConfig.from_dict(to_jsonable(config)) == config
+    # the command line keeps its --working-size, and sets the recipe's
+    parser = argparse.ArgumentParser()
+    add_dataclass_args(parser, FinetuneConfig)
+    parsed = dataclass_from_args(FinetuneConfig, parser.parse_args(["--working-size", "512"]))
+    assert parsed.recipe == PreprocessRecipe(working_size=512)
+    with pytest.raises(ValueError, match="--working-size must be a positive multiple of 32"):
+        FinetuneConfig(recipe=PreprocessRecipe(working_size=500))
 
 
 def test_the_weight_average_follows_its_formula_and_ramps_up() -> None:

@@ -72,7 +72,7 @@ def small_config(out_dir: Path, cache_dir: Path, **changes: object) -> PretrainC
         data_dir=str(UNLABELED),
         out_dir=str(out_dir),
         cache_dir=str(cache_dir),
-        working_size=WORKING,
+        recipe=PreprocessRecipe(working_size=WORKING),
         crop_size=CROP,
         batch_size=4,
         queue_size=12,
@@ -359,7 +359,7 @@ def test_compare_builds_its_pretraining_config(tmp_path: Path, monkeypatch: pyte
     config = compare.CompareConfig(device="cpu", seed=3, pretrain_args="--epochs 2 --no-amp")
     built = compare.pretrain_config(config, compare.SCALES["reduced"], folder)
     assert isinstance(built, PretrainConfig)
-    assert (built.working_size, built.crop_size, built.batch_size) == (512, 128, 32)
+    assert (built.recipe.working_size, built.crop_size, built.batch_size) == (512, 128, 32)
     assert (built.queue_size, built.lr, built.repeats, built.workers) == (1024, 0.00375, 1, 2)
     assert (built.out_dir, built.device, built.seed) == (str(folder), "cpu", 3)
     assert built.epochs == 2 and built.amp is False  # --pretrain-args come last and win
@@ -375,7 +375,7 @@ def test_compare_builds_its_pretraining_config(tmp_path: Path, monkeypatch: pyte
     ).split()
     assert built == dataclass_from_args(PretrainConfig, parser.parse_args(old_argv))
     full = compare.pretrain_config(compare.CompareConfig(), compare.SCALES["full"], folder)
-    assert (full.working_size, full.epochs, full.batch_size, full.crop_size) == (
+    assert (full.recipe.working_size, full.epochs, full.batch_size, full.crop_size) == (
         1024,
         100,
         128,
@@ -478,7 +478,7 @@ def test_pretraining_with_in_batch_negatives_and_adamw_reports_its_knn_check(
         small_config(out, cache_dir, optimizer="lamb").validate()
 
 
-def test_a_checkpoint_from_before_the_negatives_setting_resumes_as_the_queue(
+def test_a_checkpoint_from_before_later_settings_resumes_as_it_ran(
     resumed_run: Path, tmp_path: Path, cache_dir: Path
 ):
     out = tmp_path / "old"
@@ -486,7 +486,14 @@ def test_a_checkpoint_from_before_the_negatives_setting_resumes_as_the_queue(
     state = torch.load(out / CHECKPOINT, weights_only=True)
     for key in ("negatives", "optimizer", "knn_photos"):
         del state["config"][key]  # as the code before these settings wrote it
+    # before configurations held their recipe (commit a3ee92a, which the issue 27 run's
+    # pretraining writes): the working size alone, run as PreprocessRecipe(working_size=...)
+    del state["config"]["recipe"]
+    state["config"]["working_size"] = WORKING
     torch.save(state, out / CHECKPOINT)
+    with pytest.raises(ValueError, match="recipe"):
+        other = PreprocessRecipe(working_size=WORKING * 2)
+        pretrain(small_config(out, cache_dir, epochs=3, knn_photos=0, recipe=other))
     pretrain(small_config(out, cache_dir, epochs=3, knn_photos=0))
     assert torch.load(out / CHECKPOINT, weights_only=True)["epoch"] == 2
     with pytest.raises(ValueError, match="negatives"):

@@ -47,7 +47,6 @@ COMMANDS = (
 
 
 def finetune_main(argv: Sequence[str]) -> int:
-    from inference.contract import PreprocessRecipe
     from training.compare import calibrate_and_evaluate
     from training.configs import FinetuneConfig, add_dataclass_args, dataclass_from_args
     from training.data import Sample, kfold_split, load_labelled_set, split_for_fold
@@ -82,7 +81,7 @@ def finetune_main(argv: Sequence[str]) -> int:
     config = dataclass_from_args(FinetuneConfig, args)
     data = load_labelled_set(
         Path(args.data_dir) if args.data_dir else None,
-        PreprocessRecipe(working_size=config.working_size),
+        config.recipe,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         label_dirs=[Path(p) for p in args.labels],
         label_photo_dir=Path(args.label_photos) if args.label_photos else None,
@@ -142,7 +141,6 @@ def export_main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--model-version", default="dev")
     args = parser.parse_args(argv)
-    from inference.contract import PreprocessRecipe
     from training.compare import PREDICTION_FILE
 
     net, config, state = net_from_checkpoint(args.checkpoint)
@@ -171,7 +169,7 @@ def export_main(argv: Sequence[str]) -> int:
     if args.mirror_average is not None:
         info.mirror_average = args.mirror_average
     info.training_config = {**(info.training_config or {}), "mirror_average": info.mirror_average}
-    contract = export_model(net, args.out, PreprocessRecipe(working_size=config.working_size), info)
+    contract = export_model(net, args.out, config.recipe, info)
     print(f"wrote {args.out} (SHA-256 {contract.sha256})")
     return 0
 

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,7 +46,9 @@ def add_dataclass_args(
         flag = "--" + prefix + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "") + f" (default: {default})"
         origin = typing.get_origin(kind)
-        if kind is bool:
+        if "flags" in f.metadata:
+            _add_part_args(parser, f.metadata["flags"], default, prefix)
+        elif kind is bool:
             parser.add_argument(
                 flag,
                 dest=prefix + f.name,
@@ -71,11 +73,37 @@ def add_dataclass_args(
         # dict/list fields are not command-line options; they keep their defaults
 
 
-def dataclass_from_args(cls: type[T], args: argparse.Namespace, prefix: str = "") -> T:
+def _add_part_args(
+    parser: argparse.ArgumentParser, flags: dict[str, str], value: Any, prefix: str
+) -> None:
+    """Options for some fields of a dataclass-valued setting (`--working-size` sets
+    `recipe.working_size`), named as the field inside it: the flags stay those of the days
+    when they were settings of their own."""
+    hints = typing.get_type_hints(type(value))
+    for name, text in flags.items():
+        default = getattr(value, name)
+        parser.add_argument(
+            "--" + prefix + name.replace("_", "-"),
+            dest=prefix + name,
+            type=hints[name],
+            default=default,
+            help=f"{text} (default: {default})",
+        )
+
+
+def dataclass_from_args(
+    cls: type[T], args: argparse.Namespace, prefix: str = "", base: Any = None
+) -> T:
+    """An instance of `cls` from parsed options; settings without one keep their defaults, or
+    those of the instance `base`."""
     values = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         key = prefix + f.name
-        if f.init and hasattr(args, key):
+        if f.init and "flags" in f.metadata:
+            parts = {n: getattr(args, prefix + n) for n in f.metadata["flags"]}
+            whole = getattr(base, f.name) if base is not None else _field_default(f)
+            values[f.name] = dataclasses.replace(whole, **parts)
+        elif f.init and hasattr(args, key):
             value = getattr(args, key)
             if isinstance(value, list):
                 value = tuple(value)
@@ -88,7 +116,15 @@ def replace_from_args(config: T, argv: Sequence[str], prog: str) -> T:
     a ValueError names an option that is not one of them."""
     parser = _RaisingParser(prog=prog, add_help=False)
     add_dataclass_args(parser, type(config), defaults=config)
-    return dataclass_from_args(type(config), parser.parse_args(list(argv)))
+    return dataclass_from_args(type(config), parser.parse_args(list(argv)), base=config)
+
+
+def _field_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise TypeError(f"setting {f.name} has no default")
 
 
 class _RaisingParser(argparse.ArgumentParser):
@@ -100,6 +136,31 @@ class _RaisingParser(argparse.ArgumentParser):
 def to_jsonable(config: Any) -> dict[str, Any]:
     """A dataclass as plain JSON types (tuples become lists, paths strings)."""
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+def recipe_help(text: str) -> dict[str, Any]:
+    """The metadata of a loop's `recipe` setting: the preprocessing its photos go through (and a
+    model trained on them must be run with), its working size set by `--working-size`."""
+    return {
+        "help": "the preprocessing recipe (inference.contract)",
+        "flags": {"working_size": text},
+    }
+
+
+def upgrade_saved(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved configuration in today's shape. One saved before configurations held their
+    preprocessing recipe (as commit a3ee92a's code saved them) names only `working_size`, and
+    that code preprocessed with `PreprocessRecipe(working_size=...)`: the recipe it ran."""
+    saved = dict(raw)
+    if "recipe" not in saved and "working_size" in saved:
+        recipe = PreprocessRecipe(working_size=int(saved.pop("working_size")))
+        saved["recipe"] = to_jsonable(recipe)
+    return saved
+
+
+def recipe_from_jsonable(raw: Mapping[str, Any]) -> PreprocessRecipe:
+    """The recipe `to_jsonable` wrote."""
+    return PreprocessRecipe.from_json(json.dumps(raw))
 
 
 def _help(default: Any, text: str) -> Any:
@@ -123,7 +184,10 @@ class FinetuneConfig:
     recon_weight: float = _help(0.5, "weight of the reconstruction loss")
     encoder: str = _help("resnet18", "smp encoder name")
     decoder_channels: tuple[int, ...] = _help((128, 64, 32, 16, 16), "U-Net decoder widths")
-    working_size: int = _help(1024, "side of the preprocessed square (the model's input size)")
+    recipe: PreprocessRecipe = field(
+        default_factory=PreprocessRecipe,
+        metadata=recipe_help("side of the preprocessed square (the model's input size)"),
+    )
     crop_size: int = _help(384, "training patch side, working pixels (multiple of 32)")
     epochs: int = _help(40, "epochs")
     steps_per_epoch: int = _help(50, "optimiser steps per epoch")
@@ -178,8 +242,10 @@ class FinetuneConfig:
                 else ("a local ImageNet weights file (nothing is downloaded)")
             )
             raise ValueError(f"--init {self.init} needs --init-weights: {what}")
-        for name in ("working_size", "crop_size"):
-            value = getattr(self, name)
+        for name, value in (
+            ("working_size", self.recipe.working_size),
+            ("crop_size", self.crop_size),
+        ):
             if value % 32 or value < 32:
                 raise ValueError(
                     f"--{name.replace('_', '-')} must be a positive multiple of 32, not {value}"
@@ -190,9 +256,9 @@ class FinetuneConfig:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 flag = "--" + name.replace("_", "-")
                 raise ValueError(f"{flag} must be in [0, 1], not {getattr(self, name)}")
-        if self.crop_size > self.working_size:
+        if self.crop_size > self.recipe.working_size:
             raise ValueError(
-                f"--crop-size {self.crop_size} exceeds --working-size {self.working_size}"
+                f"--crop-size {self.crop_size} exceeds --working-size {self.recipe.working_size}"
             )
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"--device must be auto, cpu or cuda, not {self.device!r}")
@@ -222,11 +288,16 @@ class FinetuneConfig:
         return self.epochs * self.steps_per_epoch
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> FinetuneConfig:
+    def from_dict(cls, raw: Mapping[str, Any]) -> FinetuneConfig:
+        """The configuration a checkpoint or a result saved (`to_jsonable`), of any age."""
         known = {f.name for f in fields(cls)}
         values: dict[str, Any] = {
-            k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in known
+            k: (tuple(v) if isinstance(v, list) else v)
+            for k, v in upgrade_saved(raw).items()
+            if k in known
         }
+        if "recipe" in values:
+            values["recipe"] = recipe_from_jsonable(values["recipe"])
         return cls(**values)
 
 
@@ -251,8 +322,8 @@ class PretrainConfig:
         default=None, metadata={"help": "preprocessed-photo cache (default: OUT_DIR/cache)"}
     )
     encoder: str = field(default="resnet18", metadata={"help": "smp encoder name"})
-    working_size: int = field(
-        default=PreprocessRecipe().working_size, metadata={"help": "preprocessing working size"}
+    recipe: PreprocessRecipe = field(
+        default_factory=PreprocessRecipe, metadata=recipe_help("preprocessing working size")
     )
     crop_size: int = 224
     crop_scale: tuple[float, float] = field(

@@ -26,12 +26,11 @@ import numpy as np
 import torch
 
 from inference.atomic import atomic_write_bytes, atomic_write_text
-from inference.contract import PreprocessRecipe
 from training import checkpoint
 from training.augment import PAIR_AUGMENT, augment_pair
 from training.camera_data import CameraVersion, add_camera_versions
 from training.checkpoint import FINETUNE, CheckpointError
-from training.configs import FinetuneConfig, to_jsonable
+from training.configs import FinetuneConfig, to_jsonable, upgrade_saved
 from training.data import Sample, default_cache_dir
 from training.ema import WeightAverage
 from training.losses import total_loss
@@ -160,10 +159,10 @@ def load_hard_negatives(config: FinetuneConfig) -> dict[str, list[list[int]]]:
     if not config.hard_negatives:
         raise ValueError("--hard-negative-p needs --hard-negatives FILE")
     raw = json.loads(Path(config.hard_negatives).read_text())
-    if int(raw["working_size"]) != config.working_size:
+    if int(raw["working_size"]) != config.recipe.working_size:
         raise ValueError(
             f"{config.hard_negatives}: hard negatives at working size {raw['working_size']}, "
-            f"the run trains at {config.working_size}"
+            f"the run trains at {config.recipe.working_size}"
         )
     return dict(raw["points"])
 
@@ -183,7 +182,7 @@ class PatchSampler:
         self.samples = [s for s in samples if s.annotated or use_unannotated]
         if not any(s.annotated for s in self.samples):
             raise ValueError("no annotated photo to train on")
-        size = config.working_size
+        size = config.recipe.working_size
         for s in self.samples:
             if s.image.shape[:2] != (size, size):
                 raise ValueError(
@@ -474,7 +473,7 @@ def _open_run(
         state = load_checkpoint(path)
         # a setting the checkpoint does not name came after it, and its default is how that
         # older code ran (--ema-decay 0: no average)
-        state["config"] = {**to_jsonable(FinetuneConfig()), **state["config"]}
+        state["config"] = {**to_jsonable(FinetuneConfig()), **upgrade_saved(state["config"])}
         checkpoint.refuse_other_run(path, state, to_jsonable(config), FINETUNE, train_names=names)
     layout = memory_format(device, config.bf16)
     net = build_net(config, load_init=state is None).to(device).to(memory_format=layout)
@@ -512,7 +511,7 @@ def _cameras(
         return None
     cameras = add_camera_versions(
         train,
-        PreprocessRecipe(working_size=config.working_size),
+        config.recipe,
         config.camera_versions,
         cache_dir or default_cache_dir(),
         seed=config.camera_seed,

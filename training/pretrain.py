@@ -39,7 +39,13 @@ from training import checkpoint
 from training.augment import MOCO_AUGMENT, AugmentConfig, moco_views
 from training.cache import load_preprocessed
 from training.checkpoint import PRETRAIN
-from training.configs import PretrainConfig, add_dataclass_args, dataclass_from_args, to_jsonable
+from training.configs import (
+    PretrainConfig,
+    add_dataclass_args,
+    dataclass_from_args,
+    to_jsonable,
+    upgrade_saved,
+)
 from training.data import IDRID_SOURCE
 from training.moco import MoCo, info_nce, knn_top1, top1
 from training.model import ModelConfig
@@ -186,7 +192,7 @@ def _pretrain(config: PretrainConfig, rt: _Runtime) -> Path:
     config.validate(rt.world)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    recipe = PreprocessRecipe(working_size=config.working_size)
+    recipe = config.recipe
     lead = rt.rank == 0
     torch.manual_seed(config.seed)  # the same initial weights in every process
     images, fov = _photo_pool(config, rt, recipe)  # (P, 3, S, S), (P, 1, S, S) uint8
@@ -202,7 +208,7 @@ def _pretrain(config: PretrainConfig, rt: _Runtime) -> Path:
     views = _Views(config, rt.device)
     if lead:
         print(
-            f"MoCo v2 {config.encoder}: {len(images)} photos at {config.working_size} px, "
+            f"MoCo v2 {config.encoder}: {len(images)} photos at {config.recipe.working_size} px, "
             f"crops {config.crop_size} px, batch {config.batch_size} over {rt.world} process(es) "
             f"on {rt.device}, BN groups per process {splits}, {len(loader)} steps/epoch, "
             f"negatives from the {config.negatives}, {config.optimizer}; "
@@ -360,7 +366,7 @@ def _resume(
     state = checkpoint.load(path, PRETRAIN)
     # a setting the checkpoint does not name came after it, and its default is how that older
     # code ran (negatives from the queue)
-    state["config"] = {**to_jsonable(PretrainConfig()), **state["config"]}
+    state["config"] = {**to_jsonable(PretrainConfig()), **upgrade_saved(state["config"])}
     checkpoint.refuse_other_run(path, state, to_jsonable(config), PRETRAIN)
     model.load_state_dict(state["model"])  # strict: the same MoCo, queue included
     optimizer.load_state_dict(state["optimizer"])
@@ -563,7 +569,7 @@ def _save_checkpoint(
         path,
         {
             "config": to_jsonable(config),
-            "recipe": PreprocessRecipe(working_size=config.working_size).to_json(),
+            "recipe": config.recipe.to_json(),
             "step": step,
             "epoch": epoch,
             "world_size": rt.world,
@@ -586,7 +592,7 @@ def _save_encoder(path: Path, config: PretrainConfig, model: MoCo, step: int) ->
             },
             "config": to_jsonable(config),
             "encoder_name": config.encoder,
-            "recipe": PreprocessRecipe(working_size=config.working_size).to_json(),
+            "recipe": config.recipe.to_json(),
             "step": step,
         },
     )

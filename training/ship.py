@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.atomic import atomic_write_text
-from inference.contract import IDRID_ATTRIBUTION, PreprocessRecipe
+from inference.contract import IDRID_ATTRIBUTION
 from training.camera_variants import PHOTOMETRIC_VARIANTS
 from training.compare import (
     MODE_LABELS,
@@ -316,8 +316,7 @@ def export_best(
         # the out-of-fold figures and the calibration are of mirror-averaged predictions
         mirror_average=config.mirror_average,
     )
-    recipe = PreprocessRecipe(working_size=ft.working_size)
-    contract = export_model(net.cpu().eval(), model_path, recipe, info)
+    contract = export_model(net.cpu().eval(), model_path, ft.recipe, info)
     log(
         f"exported {model_path} (SHA-256 {contract.sha256[:12]}…, threshold {threshold:.3f}, "
         f"T {best.calibration.temperature:.3f}, bias {best.calibration.bias:.3f})"
@@ -508,9 +507,9 @@ def model_card(
         "",
         "## Method",
         "",
-        f"- Preprocessing (inference.preprocess, the same in training and in the clinic): field of "
-        f"view found and cropped to a square, resized to {ft.working_size} px, outside blacked, "
-        "CLAHE on the L channel of Lab.",
+        "- Preprocessing (inference.preprocess, the same in training and in the clinic): field of "
+        f"view found and cropped to a square, resized to {ft.recipe.working_size} px, outside "
+        "blacked, CLAHE on the L channel of Lab.",
         f"- Network: U-Net (segmentation-models-pytorch), {ft.encoder} encoder, decoder "
         f"{list(ft.decoder_channels)}; initialisation {ft.init}"
         + (

@@ -79,10 +79,13 @@ INPUT_FORMAT_UINT8_NHWC = "uint8-nhwc-rgb"
 #: Stand-in written before the digest is known; same length as a hex SHA-256.
 SHA256_PLACEHOLDER = "0" * 64
 
+#: The one attribution of the IDRiD data that CC BY 4.0 asks for wherever its photos or a model
+#: trained on them are shipped: the models' contracts, the model cards and the viewer's About
+#: box all use this text.
 IDRID_ATTRIBUTION = (
-    "Trained on the IDRiD dataset (c) Prasanna Porwal, Samiksha Pachade and Manesh Kokare, "
-    "CC BY 4.0; Porwal et al., Indian Diabetic Retinopathy Image Dataset (IDRiD): A Database "
-    "for Diabetic Retinopathy Screening Research, Data 2018, 3(3):25."
+    "IDRiD dataset (c) Prasanna Porwal, Samiksha Pachade and Manesh Kokare, CC BY 4.0; "
+    "Porwal et al., Indian Diabetic Retinopathy Image Dataset (IDRiD): A Database for Diabetic "
+    "Retinopathy Screening Research, Data 2018, 3(3):25."
 )
 
 

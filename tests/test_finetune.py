@@ -15,7 +15,8 @@ import pytest
 import torch
 from conftest import IDRID, IDRID_NUMBERS, idrid_photo
 
-from inference.contract import PreprocessRecipe
+from inference.contract import IDRID_ATTRIBUTION, PreprocessRecipe
+from inference.model_file import ModelFile
 from training.configs import (
     FinetuneConfig,
     add_dataclass_args,
@@ -663,6 +664,11 @@ def test_export_of_the_fine_tuned_net_runs_in_the_clinic(data: LabelledSet, tmp_
         assert segmenter.contract.preprocess.working_size == SIZE
         assert segmenter.contract.default_threshold == 0.3
         assert segmenter.contract.training_config["finetune"]["crop_size"] == 128
+        # the records ship writes too, in the same shape (training.export.export_checkpoint)
+        written = segmenter.contract.training_data
+        assert written["photos"] == sorted(s.name for s in data.samples)
+        assert written["pretraining"] == "none" and written["attribution"] == IDRID_ATTRIBUTION
+        assert segmenter.contract.attribution == IDRID_ATTRIBUTION
         # read from its path, as training's cache reads it (inference.preprocess.read_for_model)
         from_path = segmenter.predict(idrid_photo(1))
     finally:
@@ -674,6 +680,28 @@ def test_export_of_the_fine_tuned_net_runs_in_the_clinic(data: LabelledSet, tmp_
     logits = predict_logits(result.net, sample.image)
     expected = 1 / (1 + np.exp(-(logits / 1.5 - 0.5)))
     assert np.abs(from_path.working.astype(np.float32) - expected).max() < 2e-3
+    # one rule for the default threshold on both export paths: a fitted edge goes a hair
+    # inside (0, 1), a value outside [0, 1] is refused
+    assert main(["export", checkpoint, str(out), "--threshold", "1.0", *calibration]) == 0
+    assert ModelFile.open(out).contract.default_threshold == pytest.approx(0.999)
+    assert main(["export", checkpoint, str(out), "--threshold", "1.5"]) == 1
+
+
+def test_the_records_are_derived_from_the_recipe_and_the_pool(tmp_path: Path) -> None:
+    from inference.contract import ClaheParams
+    from training.provenance import pool_sentence, preprocessing_sentence
+
+    sentence = preprocessing_sentence(PreprocessRecipe(working_size=512))
+    assert "resized to 512 px" in sentence and "CLAHE on the L channel of Lab" in sentence
+    other = PreprocessRecipe(working_size=256, clahe=ClaheParams(space="rgb", clip_limit=3.0))
+    sentence = preprocessing_sentence(other)
+    assert "256 px" in sentence and "each RGB channel (clip limit 3" in sentence
+    assert "L channel" not in sentence
+    pool = {"folder": "/data/idrid-unlabeled", "photos": 12, "sizes": {"2144x1424": 12}}
+    assert pool_sentence(pool).startswith("MoCo v2 on 12 unlabeled photos of `idrid-unlabeled`")
+    assert "2144x1424" in pool_sentence(pool) and "test split were removed" in pool_sentence(pool)
+    elsewhere = pool_sentence({**pool, "folder": "/clinic/pool", "sizes": {"1x1": 1, "2x2": 11}})
+    assert elsewhere == "MoCo v2 on 12 unlabeled photos of `pool`"
 
 
 def test_a_tiny_comparison_writes_its_tables_and_curves(cache_dir: Path, tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ from training.pretrain import (
     pretrain,
     queue_note,
 )
+from training.provenance import pretraining_note
 from training.weights import WeightKeysError, load_encoder_weights, load_imagenet_weights
 
 REPO = Path(__file__).resolve().parent.parent
@@ -201,7 +202,7 @@ def test_rerun_resumes_from_the_checkpoint(resumed_run: Path, cache_dir: Path):
         pretrain(small_config(resumed_run, cache_dir, epochs=3, lr=0.5))
 
 
-def test_encoder_file_loads_into_the_unet_with_exact_keys(resumed_run: Path):
+def test_encoder_file_loads_into_the_unet_with_exact_keys(resumed_run: Path, tmp_path: Path):
     blob = torch.load(resumed_run / "encoder.pt", weights_only=True)
     assert blob["encoder_name"] == "resnet18" and blob["config"]["crop_size"] == CROP
     assert not any(k.startswith(("module.", "_orig_mod.")) for k in blob["encoder"])
@@ -209,6 +210,15 @@ def test_encoder_file_loads_into_the_unet_with_exact_keys(resumed_run: Path):
     load_encoder_weights(net, resumed_run / "encoder.pt")
     for key, value in blob["encoder"].items():
         assert torch.equal(net.encoder.state_dict()[key], value)
+    # the pool it learned from, as the model's records describe it
+    assert blob["pool"]["photos"] == 4 and blob["pool"]["folder"] == str(UNLABELED.resolve())
+    note = pretraining_note("moco", str(resumed_run / "encoder.pt"))
+    assert note.startswith("MoCo v2 on 4 unlabeled photos of `idrid-hemorrhage` (")
+    assert "test split" not in note  # said only of the pool whose making is known
+    # an encoder file from before it recorded its pool: its configuration's folder as it stands
+    del blob["pool"]
+    torch.save(blob, tmp_path / "old.pt")
+    assert pretraining_note("moco", str(tmp_path / "old.pt")) == note
 
 
 def test_mismatched_encoder_weights_fail_loudly_and_change_nothing(

@@ -110,8 +110,7 @@ def finetune_main(argv: Sequence[str]) -> int:
 
 
 def export_main(argv: Sequence[str]) -> int:
-    from training.export import ExportInfo, export_model
-    from training.finetune import net_from_checkpoint
+    from training.export import export_checkpoint
 
     parser = argparse.ArgumentParser(
         prog="hemaview-train export",
@@ -142,34 +141,34 @@ def export_main(argv: Sequence[str]) -> int:
     parser.add_argument("--model-version", default="dev")
     args = parser.parse_args(argv)
     from training.compare import PREDICTION_FILE
+    from training.metrics import Calibration
 
-    net, config, state = net_from_checkpoint(args.checkpoint)
-    info = ExportInfo(
-        model_version=args.model_version,
-        default_threshold=args.threshold,
-        temperature=args.temperature,
-        bias=args.bias,
-        training_data={
-            "summary": f"fine-tuned on {len(state.get('train_names', []))} photos",
-            "photos": state.get("train_names", []),
-        },
-        training_config={"finetune": state["config"]},
-    )
+    calibration = Calibration(args.temperature, args.bias)
+    threshold, mirror, metrics, data_summary = args.threshold, False, None, None
     if args.calibration is not None:
         raw = json.loads(args.calibration.read_text())
-        info.temperature = float(raw["calibration"]["temperature"])
-        info.bias = float(raw["calibration"]["bias"])
-        info.default_threshold = float(raw["metrics"]["threshold"])
-        info.metrics = {"cross_validation": raw["metrics"]}
+        calibration = Calibration(**raw["calibration"])
+        threshold = float(raw["metrics"]["threshold"])
+        metrics = {"cross_validation": raw["metrics"]}
         # the calibration was fitted on predictions made one way; the graph must make them so
         predicted = args.calibration.parent / PREDICTION_FILE
-        info.mirror_average = bool(
+        mirror = bool(
             predicted.is_file() and json.loads(predicted.read_text()).get("mirror_average")
         )
-    if args.mirror_average is not None:
-        info.mirror_average = args.mirror_average
-    info.training_config = {**(info.training_config or {}), "mirror_average": info.mirror_average}
-    contract = export_model(net, args.out, config.recipe, info)
+        # the comparison's record of its data, beside the configurations' folders
+        compared = args.calibration.parent.parent / "compare_config.json"
+        if compared.is_file():
+            data_summary = json.loads(compared.read_text()).get("data")
+    contract = export_checkpoint(
+        args.checkpoint,
+        args.out,
+        model_version=args.model_version,
+        calibration=calibration,
+        threshold=threshold,
+        mirror_average=mirror if args.mirror_average is None else args.mirror_average,
+        metrics=metrics,
+        data_summary=data_summary,
+    )
     print(f"wrote {args.out} (SHA-256 {contract.sha256})")
     return 0
 

@@ -49,6 +49,8 @@ class DataWarning(UserWarning):
     """Something in the data is suspicious but usable (an empty mask, a mask without photo)."""
 
 
+#: What an unlabeled pool's photos may be.
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 #: Where IDRiD comes from; the repository ships only the tests' eight photos (tests/data).
 IDRID_SOURCE = (
     "IDRiD (CC BY 4.0) is not part of the repository. Download it from its official page, "
@@ -172,6 +174,19 @@ class LabelledSet:
 
 # ----------------------------------------------------------------------------------------------
 # Finding the files
+
+
+def list_photos(data_dir: Path, limit: int = 0) -> list[Path]:
+    """The photos of an unlabeled pool (DIR or DIR/images), sorted; the first `limit` (0: all)."""
+    folder = data_dir / "images" if (data_dir / "images").is_dir() else data_dir
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{folder}: the folder of unlabeled photos does not exist. {IDRID_SOURCE}"
+        )
+    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    if not photos:
+        raise FileNotFoundError(f"no photos in {folder}")
+    return photos[:limit] if limit > 0 else photos
 
 
 def scan_idrid(data_dir: Path) -> list[PhotoRecord]:

@@ -4,6 +4,10 @@ The export writes the model contract of `inference.contract` into the file's met
 stamps the file's own SHA-256, checks ONNX Runtime against torch at a size other than
 the export size (as segmentation-models-pytorch's own export example does), and finally
 opens the file through `inference.Segmenter`, exactly as the clinic will.
+
+A shipped model is made one way (`export_checkpoint`): from a fine-tuning checkpoint and what
+cross-validation fitted for it (calibration, threshold, how it predicted), by `hemaview-train
+export` and by `hemaview-train ship` alike, so the two cannot write different records.
 """
 
 from __future__ import annotations
@@ -28,8 +32,11 @@ from inference.contract import (
     PreprocessRecipe,
 )
 from inference.onnx_runtime import onnxruntime
+from training.configs import to_jsonable
+from training.metrics import Calibration
 from training.model import HemaviewNet, PixelInputWrapper
 from training.onnx_io import write_with_contract
+from training.provenance import training_data
 
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "probability"
@@ -48,6 +55,55 @@ class ExportInfo:
     bias: float = 0.0
     # average the photo's mirror images inside the graph (training.model.mirror_average)
     mirror_average: bool = False
+
+
+#: A threshold fitted on a histogram may sit on its edge (0 or 1), which no model may carry
+#: as its default (inference.contract.threshold_problem): it goes this far inside.
+THRESHOLD_MARGIN = 1e-3
+
+
+def default_threshold(value: float) -> float:
+    """The default threshold a model file carries for `value`: moved THRESHOLD_MARGIN inside
+    (0, 1) at the edges; refused outside [0, 1]."""
+    if not 0.0 <= value <= 1.0:  # NaN too
+        raise ValueError(f"the default threshold must be between 0 and 1, not {value}")
+    return min(max(value, THRESHOLD_MARGIN), 1 - THRESHOLD_MARGIN)
+
+
+def export_checkpoint(
+    checkpoint_path: Path,
+    out_path: Path,
+    *,
+    model_version: str,
+    calibration: Calibration,
+    threshold: float,
+    mirror_average: bool,
+    metrics: dict[str, Any] | None = None,
+    data_summary: dict[str, Any] | None = None,
+    training_config: dict[str, Any] | None = None,
+) -> ModelContract:
+    """The model file of a fine-tuning checkpoint: its weights and recipe, with the calibration
+    and threshold fitted for it on predictions made with or without `mirror_average` (the graph
+    must predict as they were made). `data_summary` (`LabelledSet.summary`) and
+    `training_config` add to what the checkpoint itself records."""
+    from training.finetune import net_from_checkpoint
+
+    net, config, state = net_from_checkpoint(checkpoint_path)
+    info = ExportInfo(
+        model_version=model_version,
+        default_threshold=default_threshold(threshold),
+        training_data=training_data(list(state.get("train_names", [])), config, data_summary),
+        metrics=metrics,
+        training_config={
+            "finetune": to_jsonable(config),
+            **(training_config or {}),
+            "mirror_average": mirror_average,
+        },
+        temperature=calibration.temperature,
+        bias=calibration.bias,
+        mirror_average=mirror_average,
+    )
+    return export_model(net, out_path, config.recipe, info)
 
 
 def git_commit() -> str:

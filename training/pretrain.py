@@ -25,7 +25,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 from torch import Tensor, nn
@@ -46,12 +46,12 @@ from training.configs import (
     to_jsonable,
     upgrade_saved,
 )
-from training.data import IDRID_SOURCE
+from training.data import list_photos
 from training.moco import MoCo, info_nce, knn_top1, top1
 from training.model import ModelConfig
+from training.provenance import pool_record
 from training.runtime import autocast, format_duration, memory_format, precision_note
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 CHECKPOINT = "checkpoint.pt"
 ENCODER_FILE = "encoder.pt"
 LOG_FILE = "pretrain_log.csv"
@@ -102,18 +102,6 @@ def _barrier(rt: _Runtime) -> None:
 def auto_bn_splits(batch: int) -> int:
     """The fewest BN groups (at least 2) that divide the batch with at most 32 photos each."""
     return next(s for s in range(max(2, math.ceil(batch / 32)), batch + 1) if batch % s == 0)
-
-
-def list_photos(data_dir: Path, limit: int = 0) -> list[Path]:
-    folder = data_dir / "images" if (data_dir / "images").is_dir() else data_dir
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"{folder}: the folder of unlabeled photos does not exist. {IDRID_SOURCE}"
-        )
-    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
-    if not photos:
-        raise FileNotFoundError(f"no photos in {folder}")
-    return photos[:limit] if limit > 0 else photos
 
 
 def load_pool(
@@ -250,7 +238,9 @@ def _pretrain(config: PretrainConfig, rt: _Runtime) -> Path:
         print(clock.summary(), flush=True)
     path = out / ENCODER_FILE
     if lead:
-        _save_encoder(path, config, model, step)
+        photos = list_photos(Path(config.data_dir), config.max_photos)
+        pool = pool_record(Path(config.data_dir), photos, len(images))
+        _save_encoder(path, config, model, step, pool)
         if config.knn_photos:
             count = min(config.knn_photos, len(images))
             accuracy, chance = held_apart_knn(model, images[:count], fov[:count], config)
@@ -582,8 +572,11 @@ def _save_checkpoint(
     )
 
 
-def _save_encoder(path: Path, config: PretrainConfig, model: MoCo, step: int) -> None:
-    """encoder.pt: the query encoder's smp state dict, for training.weights.load_encoder_weights."""
+def _save_encoder(
+    path: Path, config: PretrainConfig, model: MoCo, step: int, pool: dict[str, Any]
+) -> None:
+    """encoder.pt: the query encoder's smp state dict, for training.weights.load_encoder_weights,
+    and the pool it learned from (training.provenance.pool_record), for the model's records."""
     checkpoint.save(
         path,
         {
@@ -594,6 +587,7 @@ def _save_encoder(path: Path, config: PretrainConfig, model: MoCo, step: int) ->
             "encoder_name": config.encoder,
             "recipe": config.recipe.to_json(),
             "step": step,
+            "pool": pool,
         },
     )
     print(f"wrote {path}", flush=True)

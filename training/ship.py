@@ -55,16 +55,11 @@ from training.compare import (
 from training.configs import FinetuneConfig, add_dataclass_args, dataclass_from_args, to_jsonable
 from training.data import REPO_ROOT
 from training.finetune import finetune
+from training.provenance import preprocessing_sentence, pretraining_note
 from training.runtime import format_duration, precision_note, resolve_device
 
 DEFAULT_MODEL = REPO_ROOT / "resources" / "models" / "hemorrhage.onnx"
 AUPR_BAR = 0.50
-
-IDRID_CITATION = (
-    "IDRiD dataset (c) Prasanna Porwal, Samiksha Pachade and Manesh Kokare; Porwal et al., "
-    "Indian Diabetic Retinopathy Image Dataset (IDRiD): A Database for Diabetic Retinopathy "
-    "Screening Research, Data 2018, 3(3):25."
-)
 
 
 def _help(default: Any, text: str) -> Any:
@@ -175,7 +170,8 @@ def ship(config: ShipConfig) -> Path:
     # 4. export
     model_path = Path(config.model_out)
     card_path = Path(config.card_out) if config.card_out else model_path.parent / "MODEL_CARD.md"
-    checkpoint_sha = _sha256(out / "final" / "checkpoint.pt")
+    fitted = out / "final" / "checkpoint.pt"
+    checkpoint_sha = _sha256(fitted)
     # what the file is made from besides the weights: the graph and its calibration
     made_from = {
         "mirror_average": config.mirror_average,
@@ -194,7 +190,7 @@ def ship(config: ShipConfig) -> Path:
         contract_sha = str(previous["model_sha256"])
     else:
         t0 = time.perf_counter()
-        contract_sha = export_best(config, outcome, best, final.net, ft, model_path, stages)
+        contract_sha = export_best(config, outcome, best, fitted, model_path)
         verify_s = verify_model(model_path, outcome)
         stages.record(
             "export",
@@ -286,37 +282,29 @@ def export_best(
     config: ShipConfig,
     outcome: CompareOutcome,
     best: RunResult,
-    net: Any,
-    ft: FinetuneConfig,
+    checkpoint: Path,
     model_path: Path,
-    stages: StageLog,
 ) -> str:
-    from training.export import ExportInfo, export_model
+    """The final fit's checkpoint with the best configuration's out-of-fold calibration."""
+    from training.export import export_checkpoint
 
     version = config.model_version or f"{dt.date.today().isoformat()}-{outcome.scale.name}"
     threshold = float(best.metrics["threshold"])
-    info = ExportInfo(
+    contract = export_checkpoint(
+        checkpoint,
+        model_path,
         model_version=version,
-        default_threshold=min(max(threshold, 1e-3), 1 - 1e-3),
-        training_data={
-            **outcome.data.summary(),
-            "attribution": IDRID_CITATION,
-            "pretraining": "MoCo v2 on 499 unlabeled IDRiD grading photos"
-            if ft.init == "moco"
-            else "none",
-        },
+        calibration=best.calibration,
+        threshold=threshold,
+        # the out-of-fold figures and the calibration are of predictions made this way
+        mirror_average=config.mirror_average,
         metrics=cv_metrics(outcome, best),
+        data_summary=outcome.data.summary(),
         training_config={
-            "finetune": to_jsonable(ft),
             "scale": {**dataclasses.asdict(outcome.scale), "note": outcome.scale.note},
             "ship": to_jsonable(config),
         },
-        temperature=best.calibration.temperature,
-        bias=best.calibration.bias,
-        # the out-of-fold figures and the calibration are of mirror-averaged predictions
-        mirror_average=config.mirror_average,
     )
-    contract = export_model(net.cpu().eval(), model_path, ft.recipe, info)
     log(
         f"exported {model_path} (SHA-256 {contract.sha256[:12]}…, threshold {threshold:.3f}, "
         f"T {best.calibration.temperature:.3f}, bias {best.calibration.bias:.3f})"
@@ -486,7 +474,7 @@ def model_card(
         "",
         "## Data and attribution",
         "",
-        f"- {IDRID_CITATION} Licence CC BY 4.0.",
+        f"- {IDRID_ATTRIBUTION}",
         f"- Fine-tuning: the official IDRiD segmentation training split, haemorrhage masks: "
         f"{summary['idrid_photos']} photos, {summary['idrid_annotated']} with masks."
         + (
@@ -498,18 +486,16 @@ def model_card(
             else ""
         ),
         f"- Photos from Hemaview label folders: {summary['label_folder_photos']}.",
-        "- Pretraining (MoCo v2): 499 unlabeled photos of IDRiD's disease-grading part, "
-        "downscaled by 2; photos of IDRiD's segmentation test split were removed from that pool."
-        if ft.init == "moco"
+        f"- Pretraining: {pretraining_note(ft.init, ft.init_weights)}."
+        if ft.init != "random"
         else "- No pretraining on other data.",
         "- The official IDRiD test split was not used for anything: the figures below are "
         "cross-validated on the training split only.",
         "",
         "## Method",
         "",
-        "- Preprocessing (inference.preprocess, the same in training and in the clinic): field of "
-        f"view found and cropped to a square, resized to {ft.recipe.working_size} px, outside "
-        "blacked, CLAHE on the L channel of Lab.",
+        "- Preprocessing (inference.preprocess, the same in training and in the clinic): "
+        f"{preprocessing_sentence(ft.recipe)}.",
         f"- Network: U-Net (segmentation-models-pytorch), {ft.encoder} encoder, decoder "
         f"{list(ft.decoder_channels)}; initialisation {ft.init}"
         + (

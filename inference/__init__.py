@@ -4,7 +4,7 @@ No Qt and no torch here: the viewer, the batch CLI and the training pipeline all
 this package, and a clinic install runs it without either.
 """
 
-from inference.contract import ModelContract, PreprocessRecipe
+from inference.contract import IDRID_ATTRIBUTION, ModelContract, PreprocessRecipe
 from inference.errors import (
     BackendError,
     HemaviewError,
@@ -21,6 +21,7 @@ from inference.segmenter import Segmenter
 from inference.version import __version__
 
 __all__ = [
+    "IDRID_ATTRIBUTION",
     "BackendError",
     "HemaviewError",
     "ImageReadError",

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inference import __version__
+from inference import IDRID_ATTRIBUTION, __version__
 from inference.labels import ProvenanceRecord
 from viewer.model.autosave import AutosaveState
 from viewer.model.mask_difference import MaskDifference
@@ -323,7 +323,6 @@ def show_about(parent: QWidget, model_text: str) -> None:
             "Dialogs",
             "<h3>Hemaview {version}</h3><p>Annotation assistance for haemorrhages in colour "
             "fundus photographs. It assists review; it does not diagnose.</p><p>{model}</p>"
-            "<p>The shipped model and sample photos use the IDRiD dataset (c) Prasanna Porwal, "
-            "Samiksha Pachade and Manesh Kokare, CC BY 4.0; Porwal et al., Data 2018, 3(3):25.</p>",
-        ).format(version=__version__, model=model_text),
+            "<p>The shipped model and sample photos use the {attribution}</p>",
+        ).format(version=__version__, model=model_text, attribution=IDRID_ATTRIBUTION),
     )

@@ -105,7 +105,7 @@ def test_the_encoder_matches_the_reference_implementation_on_a_real_photo(
 def test_a_comparison_gives_every_arm_the_chosen_encoder_and_finds_the_bundled_weights(
     state: dict[str, torch.Tensor], tmp_path: Path
 ) -> None:
-    from training.compare import (
+    from training.cross_validation import (
         SCALES,
         CompareConfig,
         RunSpec,

@@ -362,12 +362,12 @@ def test_augment_pair_keeps_image_mask_and_valid_aligned():
 def test_compare_builds_its_pretraining_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     import argparse
 
-    from training import compare
+    from training import cross_validation as cv
     from training.configs import add_dataclass_args, dataclass_from_args
 
     folder = tmp_path / "pretrain"
-    config = compare.CompareConfig(device="cpu", seed=3, pretrain_args="--epochs 2 --no-amp")
-    built = compare.pretrain_config(config, compare.SCALES["reduced"], folder)
+    config = cv.CompareConfig(device="cpu", seed=3, pretrain_args="--epochs 2 --no-amp")
+    built = cv.pretrain_config(config, cv.SCALES["reduced"], folder)
     assert isinstance(built, PretrainConfig)
     assert (built.recipe.working_size, built.crop_size, built.batch_size) == (512, 128, 32)
     assert (built.queue_size, built.lr, built.repeats, built.workers) == (1024, 0.00375, 1, 2)
@@ -384,7 +384,7 @@ def test_compare_builds_its_pretraining_config(tmp_path: Path, monkeypatch: pyte
         "--epochs 2 --no-amp"
     ).split()
     assert built == dataclass_from_args(PretrainConfig, parser.parse_args(old_argv))
-    full = compare.pretrain_config(compare.CompareConfig(), compare.SCALES["full"], folder)
+    full = cv.pretrain_config(cv.CompareConfig(), cv.SCALES["full"], folder)
     assert (full.recipe.working_size, full.epochs, full.batch_size, full.crop_size) == (
         1024,
         100,
@@ -392,9 +392,9 @@ def test_compare_builds_its_pretraining_config(tmp_path: Path, monkeypatch: pyte
         224,
     )
     with pytest.raises(ValueError, match=r"--pretrain-args: .*--no-such-option"):
-        compare.pretrain_config(
-            compare.CompareConfig(pretrain_args="--no-such-option 1"),
-            compare.SCALES["reduced"],
+        cv.pretrain_config(
+            cv.CompareConfig(pretrain_args="--no-such-option 1"),
+            cv.SCALES["reduced"],
             folder,
         )
 
@@ -408,10 +408,10 @@ def test_compare_builds_its_pretraining_config(tmp_path: Path, monkeypatch: pyte
         path.write_bytes(b"encoder")
         return path
 
-    monkeypatch.setattr(compare, "pretrain", fake_pretrain)
-    scale = compare.SCALES["reduced"]
-    assert compare.ensure_moco_encoder(config, scale, folder) == folder / "encoder.pt"
-    assert compare.ensure_moco_encoder(config, scale, folder) == folder / "encoder.pt"
+    monkeypatch.setattr(cv, "pretrain", fake_pretrain)
+    scale = cv.SCALES["reduced"]
+    assert cv.ensure_moco_encoder(config, scale, folder) == folder / "encoder.pt"
+    assert cv.ensure_moco_encoder(config, scale, folder) == folder / "encoder.pt"
     assert ran == [built]
 
 

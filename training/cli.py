@@ -47,8 +47,8 @@ COMMANDS = (
 
 
 def finetune_main(argv: Sequence[str]) -> int:
-    from training.compare import calibrate_and_evaluate
     from training.configs import FinetuneConfig, add_dataclass_args, dataclass_from_args
+    from training.cross_validation import calibrate_and_evaluate
     from training.data import Sample, kfold_split, load_labelled_set, split_for_fold
     from training.finetune import finetune, predict_logits
     from training.runtime import resolve_device
@@ -140,7 +140,7 @@ def export_main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--model-version", default="dev")
     args = parser.parse_args(argv)
-    from training.compare import PREDICTION_FILE
+    from training.cross_validation import PREDICTION_FILE
     from training.metrics import Calibration
 
     calibration = Calibration(args.temperature, args.bias)
@@ -215,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "finetune":
             return finetune_main(rest)
         if command == "compare":
-            from training.compare import compare_main
+            from training.cross_validation import compare_main
 
             return compare_main(rest)
         if command == "ship":

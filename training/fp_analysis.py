@@ -56,7 +56,7 @@ from inference.fov import FieldOfView
 from inference.labels import read_mask
 from inference.postprocess import probability_to_full
 from inference.preprocess import Geometry
-from training.compare import load_out_of_fold, oof_path
+from training.cross_validation import load_out_of_fold, oof_path
 from training.data import data_root, default_data_dir, scan_idrid
 from training.metrics import Calibration, lesion_counts
 

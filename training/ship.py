@@ -41,7 +41,8 @@ from typing import Any
 from inference.atomic import atomic_write_text
 from inference.contract import IDRID_ATTRIBUTION
 from training.camera_variants import PHOTOMETRIC_VARIANTS
-from training.compare import (
+from training.configs import FinetuneConfig, add_dataclass_args, dataclass_from_args, to_jsonable
+from training.cross_validation import (
     MODE_LABELS,
     MODES,
     CompareConfig,
@@ -52,7 +53,6 @@ from training.compare import (
     log,
     run_compare,
 )
-from training.configs import FinetuneConfig, add_dataclass_args, dataclass_from_args, to_jsonable
 from training.data import REPO_ROOT
 from training.finetune import finetune
 from training.provenance import preprocessing_sentence, pretraining_note

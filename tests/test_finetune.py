@@ -705,7 +705,9 @@ def test_the_records_are_derived_from_the_recipe_and_the_pool(tmp_path: Path) ->
 
 
 def test_a_tiny_comparison_writes_its_tables_and_curves(cache_dir: Path, tmp_path: Path) -> None:
-    from training.cross_validation import CompareConfig, load_out_of_fold, run_compare
+    from training.cross_validation import run_compare
+    from training.cv_config import CompareConfig
+    from training.out_of_fold import load_out_of_fold
 
     config = CompareConfig(
         out=str(tmp_path / "compare"),
@@ -825,7 +827,7 @@ def test_other_camera_versions_go_through_the_clinic_pipeline_and_train(
 
 
 def test_compare_hands_its_patch_settings_to_every_fold() -> None:
-    from training.cross_validation import SCALES, CompareConfig, RunSpec, finetune_config
+    from training.cv_config import SCALES, CompareConfig, RunSpec, finetune_config
 
     config = CompareConfig(hard_negatives="hard.json", hard_negative_p=0.3, shadow_p=0.2)
     ft = finetune_config(RunSpec("random", "seg"), SCALES["reduced"], config, "", 1)

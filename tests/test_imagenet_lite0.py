@@ -105,14 +105,8 @@ def test_the_encoder_matches_the_reference_implementation_on_a_real_photo(
 def test_a_comparison_gives_every_arm_the_chosen_encoder_and_finds_the_bundled_weights(
     state: dict[str, torch.Tensor], tmp_path: Path
 ) -> None:
-    from training.cross_validation import (
-        SCALES,
-        CompareConfig,
-        RunSpec,
-        _bundled_imagenet_weights,
-        finetune_config,
-        pretrain_config,
-    )
+    from training.cross_validation import _bundled_imagenet_weights
+    from training.cv_config import SCALES, CompareConfig, RunSpec, finetune_config, pretrain_config
     from training.weights import build_net
 
     config = CompareConfig(encoder=LITE0_ENCODER, device="cpu")

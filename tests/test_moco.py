@@ -362,7 +362,7 @@ def test_augment_pair_keeps_image_mask_and_valid_aligned():
 def test_compare_builds_its_pretraining_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     import argparse
 
-    from training import cross_validation as cv
+    from training import cv_config as cv
     from training.configs import add_dataclass_args, dataclass_from_args
 
     folder = tmp_path / "pretrain"

@@ -140,8 +140,8 @@ def export_main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--model-version", default="dev")
     args = parser.parse_args(argv)
-    from training.cross_validation import PREDICTION_FILE
     from training.metrics import Calibration
+    from training.out_of_fold import PREDICTION_FILE
 
     calibration = Calibration(args.temperature, args.bias)
     threshold, mirror, metrics, data_summary = args.threshold, False, None, None

@@ -56,9 +56,9 @@ from inference.fov import FieldOfView
 from inference.labels import read_mask
 from inference.postprocess import probability_to_full
 from inference.preprocess import Geometry
-from training.cross_validation import load_out_of_fold, oof_path
 from training.data import data_root, default_data_dir, scan_idrid
 from training.metrics import Calibration, lesion_counts
+from training.out_of_fold import load_out_of_fold, oof_path
 
 #: Where a false positive can sit, in order of precedence; a component in none is "elsewhere".
 REGIONS = ("fov_rim", "optic_disc", "macula", "vessels")

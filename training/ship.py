@@ -42,17 +42,9 @@ from inference.atomic import atomic_write_text
 from inference.contract import IDRID_ATTRIBUTION
 from training.camera_variants import PHOTOMETRIC_VARIANTS
 from training.configs import FinetuneConfig, add_dataclass_args, dataclass_from_args, to_jsonable
-from training.cross_validation import (
-    MODE_LABELS,
-    MODES,
-    CompareConfig,
-    CompareOutcome,
-    RunResult,
-    describe_machine,
-    ensure_moco_encoder,
-    log,
-    run_compare,
-)
+from training.cross_validation import CompareOutcome, run_compare
+from training.cv_config import MODE_LABELS, MODES, CompareConfig, ensure_moco_encoder, log
+from training.cv_results import RunResult, describe_machine
 from training.data import REPO_ROOT
 from training.finetune import finetune
 from training.provenance import preprocessing_sentence, pretraining_note

@@ -59,6 +59,9 @@ class AnatomyConfig:
     rotate_deg: float = 15.0
     zoom: tuple[float, ...] = (0.85, 1.2)
     shift: float = 0.06
+    # a share of the photos blacked out past an edge between the fovea and the disc, so the
+    # model sees photos without a disc (training.anatomy._disc_cut_off)
+    hide_disc_p: float = 0.0
     brightness: float = 0.2
     contrast: float = 0.2
     seed: int = 0
@@ -241,6 +244,9 @@ def augment_batch(
     def uniform(lo: float, hi: float) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(n, generator=g)  # (N,)
 
+    if config.hide_disc_p > 0:
+        stack = stack * (1 - _disc_cut_off(samples, size, uniform(0, 1), config, g))
+
     angle = uniform(-config.rotate_deg, config.rotate_deg) * math.pi / 180
     zoom = torch.exp(uniform(math.log(config.zoom[0]), math.log(config.zoom[-1])))
     flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
@@ -279,6 +285,40 @@ def augment_batch(
     target = torch.exp(-d2 / (2 * sigma.view(n, 1, 1) ** 2)).reshape(n, -1)  # (N, S*S)
     target = target / target.sum(1, keepdim=True).clamp_min(1e-12)
     return x, warped[:, 3:4].clamp(0, 1), target, usable
+
+
+def _disc_cut_off(
+    samples: list[AnatomySample],
+    size: int,
+    draw: torch.Tensor,
+    config: AnatomyConfig,
+    g: torch.Generator,
+) -> torch.Tensor:
+    """(N, 1, S, S) 1 where a photo is blacked out past a straight edge between its fovea
+    and its disc, for a share `hide_disc_p` of the photos (0 elsewhere): the disc lies
+    wholly outside what is left, as in a photo whose disc is out of the field, and its
+    target goes with it. The model learns that what remains (exudates, bright reflexes)
+    is not a disc."""
+    n = len(samples)
+    ys = torch.arange(size, dtype=torch.float32).view(1, size, 1)
+    xs = torch.arange(size, dtype=torch.float32).view(1, 1, size)
+    fovea = torch.tensor([s.fovea_working for s in samples], dtype=torch.float32)  # (N, 2)
+    disc = torch.tensor(
+        [full_to_working(s.disc_center, s.geometry) for s in samples], dtype=torch.float32
+    )  # (N, 2)
+    dd = torch.tensor([s.disc_diameter_working for s in samples])  # (N,)
+    towards = disc - fovea
+    length = towards.norm(dim=1).clamp_min(1e-6)  # (N,)
+    u = towards / length[:, None]  # (N, 2) unit vector, fovea to disc
+    # the edge somewhere between 1 DD from the fovea and 0.6 DD short of the disc's centre
+    lo, hi = dd, (length - 0.6 * dd).clamp_min(dd)
+    edge = lo + (hi - lo) * torch.rand(n, generator=g)  # (N,)
+    along = (xs - fovea[:, 0].view(n, 1, 1)) * u[:, 0].view(n, 1, 1) + (
+        ys - fovea[:, 1].view(n, 1, 1)
+    ) * u[:, 1].view(n, 1, 1)  # (N, S, S) distance along the fovea-disc axis
+    beyond = (along > edge.view(n, 1, 1)).float()
+    chosen = (draw < config.hide_disc_p).float().view(n, 1, 1)
+    return (beyond * chosen)[:, None]  # (N, 1, S, S)
 
 
 def anatomy_loss(

@@ -9,7 +9,7 @@ ratio from one run is what can be compared), never an assertion:
    (what `training.pretrain` does each step) against a MoCo v2 step (query and key encoders,
    InfoNCE, backward, SGD), in photos per second; the step in float32 and, where the CPU
    computes bfloat16 natively, in bfloat16 autocast with channels_last (as training runs it).
-2. Fine-tuning: `training.finetune.PatchSampler.batch` (lesion-biased patches cut by tensor
+2. Fine-tuning: `training.patches.PatchSampler.batch` (lesion-biased patches cut by tensor
    slicing, then `augment_pair`) against a HemaviewNet step (forward, BCE + Dice +
    reconstruction loss, backward, AdamW), in photos (patches) per second; float32 against
    bfloat16 as above, and with `--compile` the faster one under torch.compile too.
@@ -51,12 +51,13 @@ from inference.system import physical_cores  # noqa: E402
 from training.augment import moco_views  # noqa: E402
 from training.configs import FinetuneConfig  # noqa: E402
 from training.data import data_root, default_cache_dir, load_labelled_set  # noqa: E402
-from training.finetune import PatchSampler, build_net  # noqa: E402
 from training.losses import total_loss  # noqa: E402
 from training.moco import MoCo, info_nce  # noqa: E402
 from training.model import normalise  # noqa: E402
+from training.patches import PatchSampler  # noqa: E402
 from training.pretrain import auto_bn_splits, list_photos, load_pool  # noqa: E402
 from training.runtime import autocast, cpu_bf16, memory_format, uses_bf16  # noqa: E402
+from training.weights import build_net  # noqa: E402
 
 # The training data where the pipeline finds it (HEMAVIEW_DATA), else the tests' own photos.
 DATA = data_root() if data_root().is_dir() else REPO / "tests" / "data"

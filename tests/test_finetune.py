@@ -37,13 +37,13 @@ from training.data import (
 )
 from training.finetune import (
     CheckpointError,
-    PatchSampler,
     finetune,
     load_checkpoint,
     net_from_checkpoint,
     predict_logits,
 )
 from training.losses import LossWeights, total_loss
+from training.patches import PatchSampler
 from training.weights import build_net
 
 NAMES = ["IDRiD_01", "IDRiD_02", "IDRiD_05", "IDRiD_43"]

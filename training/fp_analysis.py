@@ -285,7 +285,7 @@ def classify_components(
 
 def hard_negative_points(components: Sequence[Component], geometry: Geometry) -> list[list[int]]:
     """The false positives' centroids as (y, x) working pixels of `geometry`, for
-    `hemaview-train finetune --hard-negatives` (training.finetune.PatchSampler)."""
+    `hemaview-train finetune --hard-negatives` (training.patches.PatchSampler)."""
     s, last = geometry.scale, geometry.working_size - 1
     return [
         [

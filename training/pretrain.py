@@ -15,17 +15,15 @@ rerunning with the same out dir resumes from it (`training.checkpoint`). The res
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import os
 import sys
 import threading
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -49,24 +47,12 @@ from training.configs import (
 from training.data import list_photos
 from training.moco import MoCo, info_nce, knn_top1, top1
 from training.model import ModelConfig
+from training.pretrain_log import LOG_FILE, Clock, StepLog
 from training.provenance import pool_record
-from training.runtime import autocast, format_duration, memory_format, precision_note
+from training.runtime import autocast, memory_format, precision_note
 
 CHECKPOINT = "checkpoint.pt"
 ENCODER_FILE = "encoder.pt"
-LOG_FILE = "pretrain_log.csv"
-LOG_COLUMNS = (
-    "step",
-    "epoch",
-    "loss",
-    "top1",
-    "lr",
-    "images_per_s",
-    "data_s",
-    "step_s",
-    "data_images_per_s",
-    "step_images_per_s",
-)
 
 
 @dataclass
@@ -206,9 +192,9 @@ def _pretrain(config: PretrainConfig, rt: _Runtime) -> Path:
         note = queue_note(config.queue_size, len(images)) if config.negatives == "queue" else ""
         if note:
             print(note, flush=True)
-    clock = _Clock(config.batch_size)
+    clock = Clock(config.batch_size)
     net.train()
-    with _StepLog(out / LOG_FILE, step, config, total, lead) as step_log:
+    with StepLog(out / LOG_FILE, step, config, total, lead) as step_log:
         for epoch in range(start_epoch, config.epochs):
             sampler.set_epoch(epoch)
             # Crops and shuffles come from (seed, epoch, rank): a resumed run redraws the same ones.
@@ -445,104 +431,6 @@ def _train_step(
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-class _Clock:
-    """Where the time goes: data (views) against training steps, in images per second."""
-
-    def __init__(self, batch_size: int):
-        self.batch_size = batch_size
-        self.recent: deque[float] = deque(maxlen=50)  # seconds per step, for the time left
-        self.data_s, self.step_s, self.steps = 0.0, 0.0, 0
-        self.last = (0.0, 0.0)
-
-    def add(self, data_s: float, step_s: float) -> None:
-        self.last = (data_s, step_s)
-        self.recent.append(data_s + step_s)
-        if len(self.recent) > 1:  # the first step pays for allocator and kernel warm-up
-            self.data_s += data_s
-            self.step_s += step_s
-            self.steps += 1
-
-    def rate(self, seconds: float) -> float:
-        return self.batch_size / max(seconds, 1e-9)
-
-    @property
-    def mean_s(self) -> float:
-        return sum(self.recent) / len(self.recent)
-
-    def summary(self) -> str:
-        images = self.batch_size * self.steps
-        return (
-            f"throughput: data {images / max(self.data_s, 1e-9):.1f} img/s, training step "
-            f"{images / max(self.step_s, 1e-9):.1f} img/s; data took "
-            f"{self.data_s / (self.data_s + self.step_s):.0%} of the time"
-        )
-
-
-class _StepLog:
-    """pretrain_log.csv, a row per step (lead process only), and a line on stdout every
-    `log_every` steps. Rows past the checkpoint are dropped first: those steps are redone."""
-
-    def __init__(self, path: Path, step: int, config: PretrainConfig, total: int, lead: bool):
-        self.path, self.first_step, self.config, self.total = path, step, config, total
-        self.lead = lead
-        self.file: TextIO | None = None
-        self.writer: csv.DictWriter[str] | None = None
-
-    def __enter__(self) -> _StepLog:
-        if self.lead:
-            _trim_log(self.path, self.first_step)
-            self.file = self.path.open("a", newline="")
-            self.writer = csv.DictWriter(self.file, LOG_COLUMNS)
-            if self.file.tell() == 0:
-                self.writer.writeheader()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.file:
-            self.file.close()
-
-    def row(self, step: int, epoch: int, loss: float, acc: float, lr: float, clock: _Clock) -> None:
-        if self.writer is None or self.file is None:
-            return
-        data_s, step_s = clock.last
-        self.writer.writerow(
-            {
-                "step": step,
-                "epoch": epoch,
-                "loss": f"{loss:.5f}",
-                "top1": f"{acc:.4f}",
-                "lr": f"{lr:.6g}",
-                "images_per_s": f"{clock.batch_size / (data_s + step_s):.2f}",
-                "data_s": f"{data_s:.5f}",
-                "step_s": f"{step_s:.5f}",
-                "data_images_per_s": f"{clock.rate(data_s):.2f}",
-                "step_images_per_s": f"{clock.rate(step_s):.2f}",
-            }
-        )
-        if step % self.config.log_every == 0 or step == self.total:
-            self.file.flush()
-            print(
-                f"epoch {epoch + 1}/{self.config.epochs} step {step}/{self.total} "
-                f"loss {loss:.4f} top1 {acc:.3f} lr {lr:.4g} | "
-                f"{clock.rate(clock.mean_s):.1f} img/s "
-                f"(data {clock.rate(data_s):.0f}, step {clock.rate(step_s):.0f} img/s) | "
-                f"left {format_duration(clock.mean_s * (self.total - step))}",
-                flush=True,
-            )
-
-
-def _trim_log(path: Path, last_step: int) -> None:
-    """Drop log rows past the checkpoint (steps of an interrupted epoch are redone)."""
-    if not path.exists():
-        return
-    with path.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= last_step]
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, LOG_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def _save_checkpoint(

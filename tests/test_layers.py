@@ -42,3 +42,21 @@ def test_only_one_onnxruntime_distribution_installed() -> None:
         "both onnxruntime and onnxruntime-gpu are installed"
     )
     assert names & {"onnxruntime", "onnxruntime-gpu"}
+
+
+def test_the_viewer_contract_names_every_private_module_of_inference() -> None:
+    """A new module in inference is private to it until someone decides otherwise: the
+    viewer's contract must list it, or the viewer could reach into it unseen."""
+    import tomllib
+
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"][
+        "contracts"
+    ]
+    surface = next(c for c in contracts if c["name"].startswith("the viewer uses inference's"))
+    public = {"inference.labels", "inference.anatomy"}
+    modules = {
+        "inference." + (p.stem if p.is_file() else p.name)
+        for p in (REPO / "inference").iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()
+    }
+    assert set(surface["forbidden_modules"]) == modules - public

@@ -10,10 +10,16 @@ from __future__ import annotations
 import sys
 import time
 
-from inference import HemaviewError, Segmenter, __version__
-from inference.backends.onnx_local import bundled_cuda_status, runtime_summary
-from inference.photo_io import is_photo_path
-from inference.resources import sample_photos_dir, shipped_model_path
+from inference import (
+    HemaviewError,
+    Segmenter,
+    __version__,
+    bundled_cuda_status,
+    is_photo_path,
+    runtime_summary,
+    sample_photos_dir,
+    shipped_model_path,
+)
 
 
 def attach_console() -> None:

@@ -28,8 +28,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from inference.atomic import atomic_write_bytes, atomic_write_text
-from inference.errors import HemaviewError, LabelFormatError
+from inference import HemaviewError, LabelFormatError, atomic_write_bytes, atomic_write_text
 from inference.labels import STATUSES, decode_mask, encode_mask_png, now
 from viewer.model.document import Document
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference import Lesion, Prediction
-from inference.contract import FALLBACK_THRESHOLD
+from inference import FALLBACK_THRESHOLD, Lesion, Prediction
 from inference.labels import (
     STATUSES,
     Finding,

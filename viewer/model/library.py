@@ -12,9 +12,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from inference.errors import LabelFormatError
+from inference import LabelFormatError, is_photo_path
 from inference.labels import STATUSES, ProvenanceRecord, default_label_dir, label_paths
-from inference.photo_io import is_photo_path
 
 PREDICTION_STATES = ("none", "queued", "running", "done", "failed")
 SORT_KEYS = ("name", "lesions", "uncertainty")

@@ -31,9 +31,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from inference import Prediction, Provenance
-from inference.atomic import atomic_write_bytes, atomic_write_text
-from inference.preprocess import Geometry
+from inference import Geometry, Prediction, Provenance, atomic_write_bytes, atomic_write_text
 
 CACHE_SCHEMA = 1
 DEFAULT_MAX_BYTES = 2 * 1024**3

@@ -27,10 +27,17 @@ from pathlib import Path
 
 import numpy as np
 
-from inference import HemaviewError, Photo, Prediction, Segmenter, read_photo
-from inference.atomic import atomic_write_bytes
-from inference.contract import FALLBACK_THRESHOLD
-from inference.errors import LabelFormatError, NotFundusError
+from inference import (
+    FALLBACK_THRESHOLD,
+    HemaviewError,
+    LabelFormatError,
+    NotFundusError,
+    Photo,
+    Prediction,
+    Segmenter,
+    atomic_write_bytes,
+    read_photo,
+)
 from inference.labels import (
     DEFAULT_LABEL_DIR_NAME,
     MASK_SUFFIX,

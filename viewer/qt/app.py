@@ -8,8 +8,7 @@ from PySide6.QtCore import QLibraryInfo, QLocale, QTranslator
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-from inference import __version__
-from inference.resources import app_icon_path
+from inference import __version__, app_icon_path
 from viewer.qt.handover import hand_over
 from viewer.qt.main_window import MainWindow
 from viewer.qt.settings import Settings, load_settings, save_settings

@@ -33,7 +33,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QWidget
 
-from inference.contract import PreprocessRecipe
+from inference import PreprocessRecipe
 from viewer.model.document import Document
 from viewer.model.history import Rect
 from viewer.model.tools import MAX_BRUSH_RADIUS, MIN_BRUSH_RADIUS

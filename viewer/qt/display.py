@@ -24,8 +24,7 @@ import cv2
 import numpy as np
 from PySide6.QtGui import QImage
 
-from inference.contract import PreprocessRecipe
-from inference.preprocess import apply_clahe
+from inference import PreprocessRecipe, apply_clahe
 from viewer.model.view_state import PRESETS
 
 SLOW_PRESETS = frozenset({"clahe"})  # worth a worker thread (~0.2 s for 12 MP)

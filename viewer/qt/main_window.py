@@ -17,8 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inference import Segmenter
-from inference.contract import stepped_threshold
+from inference import Segmenter, stepped_threshold
 from viewer.model.autosave import Autosaver
 from viewer.model.late_model import (
     opened_before_model,

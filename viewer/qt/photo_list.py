@@ -45,8 +45,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inference import HemaviewError, read_photo
-from inference.atomic import atomic_write_bytes
+from inference import HemaviewError, atomic_write_bytes, read_photo
 from viewer.model.library import PhotoEntry, PhotoLibrary
 from viewer.qt.workers import emit_quietly
 

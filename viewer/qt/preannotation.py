@@ -10,8 +10,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QLabel, QProgressBar, QToolButton
 
-from inference import HemaviewError, Segmenter
-from inference.dispatch import Dispatcher, RemoteConfig, remote_health
+from inference import Dispatcher, HemaviewError, RemoteConfig, Segmenter, remote_health
 from viewer.model.pred_cache import PredictionCache, PredictionSummary
 from viewer.qt.photo_list import PhotoListWidget
 from viewer.qt.settings import Settings

@@ -17,8 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inference.contract import THRESHOLD_STEP
-from inference.fov import FieldOfView
+from inference import THRESHOLD_STEP, FieldOfView
 from viewer.model.document import Document
 from viewer.qt.lesion_list import LesionList
 

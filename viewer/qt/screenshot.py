@@ -13,9 +13,7 @@ from pathlib import Path
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
-from inference import HemaviewError, Segmenter
-from inference.photo_io import is_photo_path
-from inference.resources import sample_photos_dir
+from inference import HemaviewError, Segmenter, is_photo_path, sample_photos_dir
 from viewer.qt.main_window import MainWindow
 from viewer.qt.settings import Settings
 

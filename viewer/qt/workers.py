@@ -17,10 +17,16 @@ from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThread, QThreadPool, Signal, Slot
 
-from inference import HemaviewError, PhotoFailure, Prediction, Segmenter
-from inference.cancel import Cancel
-from inference.dispatch import Dispatcher
-from inference.errors import ImageReadError, NotFundusError
+from inference import (
+    Cancel,
+    Dispatcher,
+    HemaviewError,
+    ImageReadError,
+    NotFundusError,
+    PhotoFailure,
+    Prediction,
+    Segmenter,
+)
 from viewer.model.pred_cache import PredictionCache, PredictionSummary
 from viewer.model.session import ReviewSession
 

@@ -120,6 +120,56 @@ def other_camera_maps(
     return maps
 
 
+def hidden_disc_maps(
+    config: AnatomyConfig, samples: list[AnatomySample], out: Path, split: list[list[str]]
+) -> dict[str, dict[str, Any]]:
+    """Each held-out photo with its disc blacked out (everything past a vertical line 0.8 DD
+    from the disc's centre towards the fovea), as a photo whose disc lies outside the field:
+    read and preprocessed as in the clinic (with the photo's own field of view) and
+    predicted by its fold's net. A disc placed on such a photo is a disc invented."""
+    from inference.photo_io import read_photo
+    from inference.preprocess import Geometry, decode_min_side, preprocess
+
+    by_name = {s.name: s for s in samples}
+    maps: dict[str, dict[str, Any]] = {}
+    for k, held in enumerate(split):
+        saved = out / f"fold{k}" / "hidden_disc_maps.npz"
+        if not saved.is_file():
+            net, _, _ = net_from_checkpoint(out / f"fold{k}" / "checkpoint.pt")
+            images, geometries = [], []
+            for name in held:
+                sample = by_name[name]
+                photo = read_photo(sample.image_path, min_side=decode_min_side(config.recipe()))
+                rgb = photo.rgb.copy()
+                scale = rgb.shape[1] / photo.width
+                x, dd = sample.disc_center[0], sample.disc_diameter
+                if x > sample.fovea[0]:
+                    rgb[:, round((x - 0.8 * dd) * scale) :] = 0
+                else:
+                    rgb[:, : round((x + 0.8 * dd) * scale)] = 0
+                prepared = preprocess(
+                    rgb, config.recipe(), fov=sample.geometry.fov, full_size=photo.full_size
+                )
+                images.append(prepared.image)
+                geometries.append(json.dumps(prepared.geometry.to_dict()))
+            disc, fovea = predict_maps(net, config, np.stack(images), mirror=False)
+            np.savez_compressed(
+                saved,
+                names=np.array(held),
+                geometry=np.array(geometries),
+                plain_disc=disc.astype(np.float16),
+                plain_fovea=fovea.astype(np.float32),
+            )
+        with np.load(saved) as data:
+            for i, name in enumerate(data["names"]):
+                maps[str(name)] = {
+                    "plain_disc": data["plain_disc"][i],
+                    "plain_fovea": data["plain_fovea"][i],
+                    "geometry": Geometry.from_dict(json.loads(str(data["geometry"][i]))),
+                }
+    return maps
+
+
 def evaluate_oof(
     samples: list[AnatomySample],
     maps: dict[str, dict[str, Any]],
@@ -212,9 +262,8 @@ def anatomy_main(argv: Sequence[str]) -> int:
                 **summary,
             }
         }
-        others = other_camera_maps(
-            config, samples, out, kfold_names(samples, args.folds, config.seed)
-        )
+        split = kfold_names(samples, args.folds, config.seed)
+        others = other_camera_maps(config, samples, out, split)
         other_summary, other_photos = evaluate_oof(samples, others, tag, decode)
         save_json(out / "cv_other_cameras.json", other_photos)
         metrics["other_cameras"] = {
@@ -222,6 +271,18 @@ def anatomy_main(argv: Sequence[str]) -> int:
             "(training.camera_variants.random_camera), out of fold",
             **other_summary,
         }
+        if not mirror:
+            hidden = hidden_disc_maps(config, samples, out, split)
+            hidden_summary, hidden_photos = evaluate_oof(samples, hidden, "plain", decode)
+            save_json(out / "cv_hidden_disc.json", hidden_photos)
+            metrics["disc_hidden"] = {
+                "what": "each photo with its disc blacked out (past a line 0.8 DD from its "
+                "centre towards the fovea), out of fold: a disc found is a disc invented",
+                "disc_invented": hidden_summary["disc_found"],
+                "fovea_found": hidden_summary["fovea_found"],
+                "fovea_within_0.5dd": hidden_summary["fovea_within_0.5dd"],
+                "fovea_found_beyond_0.5dd": hidden_summary["fovea_found_beyond_0.5dd"],
+            }
         save_json(out / "cv_summary.json", metrics)
         print(json.dumps(metrics, indent=1), flush=True)
     if args.export is None:
@@ -399,6 +460,16 @@ def model_card(
                 f"{_pct(other['fovea_within_0.5dd'])} (disc found {other['disc_found']}, fovea "
                 f"found {other['fovea_found']}, fovea placed beyond 0.5 DD "
                 f"{other['fovea_found_beyond_0.5dd']}). The training never saw such versions.",
+                "",
+            ]
+        hidden = metrics.get("disc_hidden")
+        if isinstance(hidden, dict):
+            lines += [
+                "Disc hidden: each photo once more, out of fold, with its disc blacked out "
+                "(past a line 0.8 DD from its centre towards the fovea), as a photo whose disc "
+                f"lies outside the field: a disc placed (invented) on {hidden['disc_invented']} "
+                f"of {cv['photos']}; fovea within 0.5 DD on {_pct(hidden['fovea_within_0.5dd'])}"
+                f" (placed beyond 0.5 DD on {hidden['fovea_found_beyond_0.5dd']}).",
                 "",
             ]
         table = json.loads((out / "cv_table.json").read_text())

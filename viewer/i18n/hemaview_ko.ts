@@ -367,6 +367,10 @@ Choose a folder for the labels.</source>
 레이블을 저장할 폴더를 선택하십시오.</translation>
     </message>
     <message>
+        <source>&lt;h3&gt;Hemaview {version}&lt;/h3&gt;&lt;p&gt;Annotation assistance for haemorrhages in colour fundus photographs. It assists review; it does not diagnose.&lt;/p&gt;&lt;p&gt;{model}&lt;/p&gt;&lt;p&gt;The shipped model and sample photos use the {attribution}&lt;/p&gt;</source>
+        <translation>&lt;h3&gt;Hemaview {version}&lt;/h3&gt;&lt;p&gt;컬러 안저 사진의 출혈 주석 작업을 보조합니다. 검토를 돕는 도구이며 진단을 내리지 않습니다.&lt;/p&gt;&lt;p&gt;{model}&lt;/p&gt;&lt;p&gt;기본 제공 모델과 예제 사진은 다음 데이터를 사용합니다: {attribution}&lt;/p&gt;</translation>
+    </message>
+    <message>
         <source>Label folder</source>
         <translation>레이블 폴더</translation>
     </message>
@@ -381,10 +385,6 @@ Choose a folder for the labels.</source>
     <message>
         <source>About Hemaview</source>
         <translation>Hemaview 정보</translation>
-    </message>
-    <message>
-        <source>&lt;h3&gt;Hemaview {version}&lt;/h3&gt;&lt;p&gt;Annotation assistance for haemorrhages in colour fundus photographs. It assists review; it does not diagnose.&lt;/p&gt;&lt;p&gt;{model}&lt;/p&gt;&lt;p&gt;The shipped model and sample photos use the IDRiD dataset (c) Prasanna Porwal, Samiksha Pachade and Manesh Kokare, CC BY 4.0; Porwal et al., Data 2018, 3(3):25.&lt;/p&gt;</source>
-        <translation>&lt;h3&gt;Hemaview {version}&lt;/h3&gt;&lt;p&gt;컬러 안저 사진의 출혈 주석 작업을 보조합니다. 검토를 돕는 도구이며 진단을 내리지 않습니다.&lt;/p&gt;&lt;p&gt;{model}&lt;/p&gt;&lt;p&gt;기본 제공 모델과 예제 사진은 IDRiD 데이터셋을 사용합니다: (c) Prasanna Porwal, Samiksha Pachade, Manesh Kokare, CC BY 4.0; Porwal et al., Data 2018, 3(3):25.&lt;/p&gt;</translation>
     </message>
 </context>
 <context>
@@ -496,22 +496,6 @@ Choose a folder for the labels.</source>
     <message>
         <source>The model cannot be used: {reason}</source>
         <translation>모델을 사용할 수 없습니다: {reason}</translation>
-    </message>
-    <message>
-        <source>Open a folder of photos</source>
-        <translation>사진 폴더 열기</translation>
-    </message>
-    <message>
-        <source>Open photos</source>
-        <translation>사진 열기</translation>
-    </message>
-    <message>
-        <source>Photos (*.jpg *.jpeg *.png *.tif *.tiff *.bmp *.dcm)</source>
-        <translation>사진 (*.jpg *.jpeg *.png *.tif *.tiff *.bmp *.dcm)</translation>
-    </message>
-    <message>
-        <source>{n} new photo(s) in {folder}</source>
-        <translation>{folder}에 새 사진 {n}장</translation>
     </message>
     <message>
         <source>Opening {name}…</source>
@@ -642,6 +626,25 @@ Choose a folder for the labels.</source>
     <message>
         <source>{0} of {1} photos</source>
         <translation>사진 {1}장 중 {0}장</translation>
+    </message>
+</context>
+<context>
+    <name>PhotoSources</name>
+    <message>
+        <source>Open a folder of photos</source>
+        <translation>사진 폴더 열기</translation>
+    </message>
+    <message>
+        <source>Open photos</source>
+        <translation>사진 열기</translation>
+    </message>
+    <message>
+        <source>Photos (*.jpg *.jpeg *.png *.tif *.tiff *.bmp *.dcm)</source>
+        <translation>사진 (*.jpg *.jpeg *.png *.tif *.tiff *.bmp *.dcm)</translation>
+    </message>
+    <message>
+        <source>{n} new photo(s) in {folder}</source>
+        <translation>{folder}에 새 사진 {n}장</translation>
     </message>
 </context>
 <context>

@@ -7,12 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QFileSystemWatcher, QStandardPaths, Qt, QTimer
+from PySide6.QtCore import QStandardPaths, Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QColor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
-    QFileDialog,
     QMainWindow,
     QWidget,
 )
@@ -24,7 +23,6 @@ from viewer.model.late_model import (
     take_late_prediction,
     takes_late_prediction,
 )
-from viewer.model.library import PhotoEntry, PhotoLibrary, find_photos
 from viewer.model.pred_cache import PredictionCache
 from viewer.model.session import (
     OpenedPhoto,
@@ -36,6 +34,7 @@ from viewer.qt.actions import build_actions, install_menus
 from viewer.qt.canvas import ImageCanvas
 from viewer.qt.lesion_review import LesionReview
 from viewer.qt.photo_list import PhotoListWidget
+from viewer.qt.photo_sources import PhotoSources
 from viewer.qt.preannotation import Preannotator
 from viewer.qt.review_panel import ReviewPanel
 from viewer.qt.saving import LabelSaving
@@ -107,11 +106,7 @@ class MainWindow(QMainWindow):
         self.model_loader = TaskRunner(self)
         self.writer = TaskRunner(self)
         self.saving = LabelSaving(self)  # saves, conflicts, autosaves, export
-        # Photos added to an open folder appear in the list (a camera export, a colleague).
-        self.watcher = QFileSystemWatcher(self)
-        self.watcher.directoryChanged.connect(self._folder_changed)
         self._auto_open = False  # the photo being opened was chosen by us, not the reviewer
-        self._open_folder: Path | None = None  # the folder opened (None: photos named singly)
 
     def _build_widgets(self) -> None:
         self.canvas = ImageCanvas(self)
@@ -122,6 +117,14 @@ class MainWindow(QMainWindow):
         for action in (self.photos.next_action, self.photos.previous_action):
             action.setShortcuts([])  # the window's own next/previous actions own those keys
         self.panel = ReviewPanel()
+        self.sources = PhotoSources(
+            self.photos,
+            settings=lambda: self.settings,
+            label_dir=lambda: self.session.label_dir,
+            say=self.statusBar().showMessage,
+            parent=self,
+        )
+        self.watcher = self.sources.watcher  # the crash restore and the hand-over add folders
         self.preannotator = Preannotator(
             self.photos, self.cache, lambda: self.settings, parent=self
         )
@@ -186,8 +189,8 @@ class MainWindow(QMainWindow):
     def _handlers(self) -> dict:  # type: ignore[type-arg]
         c = self.canvas
         return {
-            "open_folder": self.choose_folder,
-            "open_files": self.choose_files,
+            "open_folder": self.sources.choose_folder,
+            "open_files": self.sources.choose_files,
             "save": self.save,
             "preannotate": self.start_preannotation,
             "export_accepted": lambda: self.saving.export_accepted(),
@@ -225,6 +228,8 @@ class MainWindow(QMainWindow):
         }
 
     def _wire(self) -> None:
+        self.sources.opened.connect(self.open_sources)
+        self.sources.added.connect(self._preannotate_listed)
         self.photos.current_changed.connect(self.open_photo)
         self.loader.loaded.connect(self._on_loaded)
         self.loader.load_failed.connect(self._on_load_failed)
@@ -302,69 +307,22 @@ class MainWindow(QMainWindow):
 
     # -- photos --------------------------------------------------------------------------
 
-    def choose_folder(self) -> None:
-        start = (
-            self.settings.recent_folders[0] if self.settings.recent_folders else str(Path.home())
-        )
-        folder = QFileDialog.getExistingDirectory(self, self.tr("Open a folder of photos"), start)
-        if folder:
-            self.open_sources([folder])
-
-    def choose_files(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(
-            self,
-            self.tr("Open photos"),
-            "",
-            self.tr("Photos (*.jpg *.jpeg *.png *.tif *.tiff *.bmp *.dcm)"),
-        )
-        if files:
-            self.open_sources(files)
-
     def open_sources(self, sources: list[str]) -> None:
         if not self.leave_current():
             return
-        library = PhotoLibrary.scan(sources, label_dir=self.session.label_dir)
-        self.photos.set_library(library)
-        for message in library.skipped:
-            self.statusBar().showMessage(message, 8000)
-        folder = Path(sources[0]) if Path(sources[0]).is_dir() else Path(sources[0]).parent
-        self.settings.add_recent(str(folder))
-        save_settings(self.settings)
-        self._apply_settings()
-        if self.watcher.directories():
-            self.watcher.removePaths(self.watcher.directories())
-        folders = [s for s in sources if Path(s).is_dir()]
-        if folders:
-            self.watcher.addPaths(folders)
-        self._open_folder = folder if Path(sources[0]).is_dir() else None
-        first = self._where_left_off(folder, library) or library.first_readable()
+        first = self.sources.list(sources)
+        self._apply_settings()  # the recent folders menu
         if first is not None:
             # a broken first file is skipped when it fails to load (see _on_load_failed)
             self._auto_open = True
             self.photos.set_current(first.path)
+        self._preannotate_listed()
+
+    def _preannotate_listed(self) -> None:
         if self.segmenter is not None:
             self.start_preannotation()
         elif self.model_problem is None:
             self.preannotator.mark_waiting()
-
-    def _where_left_off(self, folder: Path, library: PhotoLibrary) -> PhotoEntry | None:
-        """The photo the reviewer was on when they last had this folder open, if it is
-        still there and readable."""
-        last = self.settings.last_photo_in(str(folder))
-        entry = library.entry(last) if last is not None else None
-        return entry if entry is not None and not entry.has_error else None
-
-    def _folder_changed(self, folder: str) -> None:
-        """New photos in a watched folder join the list and are pre-annotated."""
-        known = {str(e.path) for e in self.photos.library.entries}
-        found = [p for p in find_photos([folder]) if str(p) not in known]
-        added = self.photos.add_photos(found)
-        if added:
-            self.statusBar().showMessage(
-                self.tr("{n} new photo(s) in {folder}").format(n=len(added), folder=folder), 5000
-            )
-            if self.segmenter is not None:
-                self.start_preannotation()
 
     def open_photo(self, path: str) -> None:
         if self.current is not None and str(self.current.document.path) == path:
@@ -387,9 +345,7 @@ class MainWindow(QMainWindow):
             self.panel.lesions.forget_current()
         self.current = opened
         doc = opened.document
-        if self._open_folder is not None:  # reopening the folder goes on here
-            self.settings.remember_photo(str(self._open_folder), str(doc.path))
-            save_settings(self.settings)
+        self.sources.remember(doc.path)  # reopening the folder goes on here
         self.canvas.set_document(doc, opened.photo.rgb)
         self.statusBar().clearMessage()
         self.saving.ask_on_open(opened)

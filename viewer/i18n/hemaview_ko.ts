@@ -565,7 +565,6 @@ Choose a folder for the labels.</source>
     <name>PhotoListModel</name>
     <message>
         <source>The saved label cannot be used: {0}</source>
-        <extracomment>Thumbnail box in device-independent pixels; images are made at twice that for high DPI.</extracomment>
         <translation>저장된 레이블을 사용할 수 없습니다: {0}</translation>
     </message>
 </context>

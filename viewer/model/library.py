@@ -1,6 +1,6 @@
 """The photos of an opened folder (or list of files) and what is known about each. Qt-free.
 
-The list model in `viewer/qt/photo_list.py` shows a `PhotoLibrary`; background jobs report
+The list model in `viewer/qt/photo_list_model.py` shows a `PhotoLibrary`; background jobs report
 into it (through the GUI thread: a library is not locked, only one thread may change it).
 """
 

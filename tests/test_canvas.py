@@ -28,14 +28,28 @@ from PySide6.QtWidgets import QApplication
 from inference import read_photo
 from inference.labels import read_mask
 from viewer.model.document import Document
+from viewer.model.tools import (
+    MAX_BRUSH_RADIUS,
+    MIN_BRUSH_RADIUS,
+    clamp_brush_radius,
+    grown_radius,
+    lasso_extends,
+    points_rect,
+)
 from viewer.model.viewport import (
+    MAX_ZOOM,
     Viewport,
     document_point,
     fit_view,
+    follow_dpr,
+    frame_zoom,
     image_to_widget,
+    level_window,
+    pan_view,
     pixel_at,
     widget_to_image,
     zoom_about,
+    zoom_limits,
 )
 from viewer.qt.canvas import ImageCanvas
 from viewer.qt.overlay import pool_any
@@ -137,6 +151,42 @@ def test_mapping_round_trips_and_zoom_keeps_the_anchor() -> None:
     fit = fit_view(size=(4288, 2848), widget=(800, 600), dpr=1.0, margin=0)
     assert fit.zoom == pytest.approx(800 / 4288)
     assert image_to_widget(x=2144, y=1424, view=fit) == pytest.approx((400, 300))
+
+
+def test_view_and_tool_maths_without_a_widget() -> None:
+    view = Viewport(zoom=2.5, ox=-300.25, oy=40.0, dpr=2.0)
+    # Panning moves the photo by exactly the drag; another screen keeps what is seen.
+    panned = pan_view(view=view, dx=10.0, dy=-4.5)
+    assert image_to_widget(x=3, y=7, view=panned) == pytest.approx(
+        np.add(image_to_widget(x=3, y=7, view=view), (10.0, -4.5))
+    )
+    moved = follow_dpr(view=view, dpr=1.0)
+    assert (moved.scale, moved.ox, moved.oy, moved.zoom) == (view.scale, view.ox, view.oy, 1.25)
+    assert follow_dpr(view=view, dpr=2.0) is view
+    # Zoom out to a quarter of fitting (or of 100 %), in to MAX_ZOOM; a framed box fills
+    # the widget with its margin around.
+    assert zoom_limits(size=(4288, 2848), widget=(816, 616), dpr=1.0) == (
+        pytest.approx(800 / 4288 / 4),
+        MAX_ZOOM,
+    )
+    assert zoom_limits(size=(100, 100), widget=(816, 616), dpr=1.0) == (0.25, MAX_ZOOM)
+    assert frame_zoom(rect=(10, 10, 30, 20), margin=0.5, widget=(800, 600), dpr=2.0) == 40.0
+    # The level pixels drawn cover the exposed photo pixels, one more each side, clipped.
+    assert level_window(shown=(100, 8, 300, 77), scale=(4.0, 4.0), size=(50, 40)) == (
+        24,
+        1,
+        50,
+        21,
+    )
+    # The brush grows by its step, and by at least a pixel when small; bounds hold.
+    assert grown_radius(radius=8.0, steps=1, step=1.25) == 10.0
+    assert grown_radius(radius=1.0, steps=-1, step=1.25) == 0.0
+    assert clamp_brush_radius(0.0) == MIN_BRUSH_RADIUS
+    assert clamp_brush_radius(1e6) == MAX_BRUSH_RADIUS
+    # A lasso keeps points a screen pixel apart; its area covers every point's pixel.
+    assert not lasso_extends(last=(5.0, 5.0), point=(5.3, 5.0), scale=2.0)
+    assert lasso_extends(last=(5.0, 5.0), point=(5.5, 5.0), scale=2.0)
+    assert points_rect([(1.5, 2.0), (4.0, -0.5)]) == (1, -1, 5, 3)
 
 
 def test_any_pooling_keeps_every_lesion_pixel() -> None:

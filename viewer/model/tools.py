@@ -7,6 +7,8 @@ without a mouse.
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -19,6 +21,34 @@ MAX_FILL_FRACTION = 0.02
 #: Brush radius bounds in image pixels, one pair for the canvas, the keys and the settings:
 #: half a pixel paints single pixels; 400 covers a large haemorrhage on a 12-MP photo.
 MIN_BRUSH_RADIUS, MAX_BRUSH_RADIUS = 0.5, 400.0
+
+
+def clamp_brush_radius(radius: float) -> float:
+    return min(max(float(radius), MIN_BRUSH_RADIUS), MAX_BRUSH_RADIUS)
+
+
+def grown_radius(*, radius: float, steps: float, step: float) -> float:
+    """The brush radius `steps` steps larger (smaller when negative), each step a factor
+    `step` (the canvas uses its zoom step), before clamping."""
+    r = radius * step**steps
+    # Small brushes still change by at least a pixel a step.
+    if abs(r - radius) < 1 and steps:
+        r = radius + math.copysign(1, steps)
+    return r
+
+
+def lasso_extends(*, last: tuple[float, float], point: tuple[float, float], scale: float) -> bool:
+    """Whether a lasso's next point is kept: it is at least a screen pixel (at `scale`
+    screen pixels per photo pixel) from the last one."""
+    return max(abs(point[0] - last[0]), abs(point[1] - last[1])) * scale >= 1
+
+
+def points_rect(points: list[tuple[float, float]]) -> Rect:
+    """The photo pixels (x0, y0, x1, y1, exclusive) that points in Document coordinates
+    (pixel centres on integers) touch."""
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x0, y0 = math.floor(min(xs)), math.floor(min(ys))
+    return (x0, y0, math.ceil(max(xs)) + 1, math.ceil(max(ys)) + 1)
 
 
 def clip_rect(rect: Rect, shape: tuple[int, ...]) -> Rect | None:

@@ -140,4 +140,46 @@ def device_rect(*, rect: Rect, view: Viewport, size: tuple[int, int]) -> Rect | 
     return x0, y0, x1, y1
 
 
-# -- the widget ------------------------------------------------------------------------
+def pan_view(*, view: Viewport, dx: float, dy: float) -> Viewport:
+    """The view moved by (dx, dy) logical pixels."""
+    return Viewport(view.zoom, view.ox + dx, view.oy + dy, view.dpr)
+
+
+def follow_dpr(*, view: Viewport, dpr: float) -> Viewport:
+    """The view on a screen of another device pixel ratio: what the user sees (the logical
+    scale and position) stays, the zoom (device pixels per photo pixel) follows."""
+    if view.dpr == dpr:
+        return view
+    return Viewport(view.zoom * dpr / view.dpr, view.ox, view.oy, dpr)
+
+
+def zoom_limits(
+    *, size: tuple[int, int] | None, widget: tuple[int, int], dpr: float
+) -> tuple[float, float]:
+    """The zooms a (W, H) photo may be shown at: down to a quarter of fitting it (or of
+    100 %, whichever is smaller), up to MAX_ZOOM."""
+    if size is None:
+        return 1 / 64, MAX_ZOOM
+    fit = fit_view(size=size, widget=widget, dpr=dpr).zoom
+    return min(fit, 1.0) / 4, MAX_ZOOM
+
+
+def frame_zoom(*, rect: Rect, margin: float, widget: tuple[int, int], dpr: float) -> float:
+    """The zoom that shows a photo rectangle with `margin` of its size around it."""
+    x0, y0, x1, y1 = rect
+    w, h = max(x1 - x0, 1) * (1 + 2 * margin), max(y1 - y0, 1) * (1 + 2 * margin)
+    return min(widget[0] / w, widget[1] / h) * dpr
+
+
+def level_window(
+    *, shown: Rect, scale: tuple[float, float], size: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """The pixels of a (w, h) pyramid level, `scale` photo pixels each, to draw for the
+    photo rectangle `shown`: whole level pixels, one more each side, so that smoothing at
+    the source rectangle's edge lies outside the exposed area and partial repaints leave
+    no seams."""
+    sx, sy = scale
+    x0, y0 = max(math.floor(shown[0] / sx) - 1, 0), max(math.floor(shown[1] / sy) - 1, 0)
+    x1 = min(math.ceil(shown[2] / sx) + 1, size[0])
+    y1 = min(math.ceil(shown[3] / sy) + 1, size[1])
+    return x0, y0, x1, y1

@@ -10,7 +10,8 @@ Stages, each skipped when its output already exists (rerun the same command to r
               inference.Segmenter on a real photo
 5. quantize   INT8 -> resources/models/hemorrhage-int8.onnx, calibrated on real photos, with
               its AUPR and speed against fp32 recorded in it (the CPU runs it when it passes)
-6. card       resources/models/MODEL_CARD.md (with `--card-notes FILE`: a section of notes on
+6. card       resources/models/MODEL_CARD.md, training/templates/model_card.md filled from the
+              run (training.model_card; with `--card-notes FILE`: a section of notes on
               the experiments that chose the configuration, in the card as written)
 
 Why cross-validation and then one fit on every photo, rather than one validation split and a
@@ -39,19 +40,16 @@ from pathlib import Path
 from typing import Any
 
 from inference.atomic import atomic_write_text
-from inference.contract import IDRID_ATTRIBUTION
-from training.camera_variants import PHOTOMETRIC_VARIANTS
 from training.configs import FinetuneConfig, add_dataclass_args, dataclass_from_args, to_jsonable
 from training.cross_validation import CompareOutcome, run_compare
-from training.cv_config import MODE_LABELS, MODES, CompareConfig, ensure_moco_encoder, log
+from training.cv_config import MODES, CompareConfig, ensure_moco_encoder, log
 from training.cv_results import RunResult, describe_machine
 from training.data import REPO_ROOT
 from training.finetune import finetune
-from training.provenance import preprocessing_sentence, pretraining_note
-from training.runtime import format_duration, precision_note, resolve_device
+from training.model_card import AUPR_BAR, model_card
+from training.runtime import format_duration, resolve_device
 
 DEFAULT_MODEL = REPO_ROOT / "resources" / "models" / "hemorrhage.onnx"
-AUPR_BAR = 0.50
 
 
 def _help(default: Any, text: str) -> Any:
@@ -116,21 +114,60 @@ def ship(config: ShipConfig) -> Path:
     scale = config.resolved_scale()
     device = resolve_device(config.device)
     log(f"shipping at {scale.name} scale on {describe_machine(device)}: {scale.note}")
+    compare_config = _pretrain_stage(config, out, stages)  # 1.
+    outcome, best = _compare_stage(compare_config, stages)  # 2.
+    ft = _fit_stage(config, outcome, best, out, stages)  # 3.
+    model_path = Path(config.model_out)
+    contract_sha = _export_stage(config, outcome, best, out / "final", model_path, stages)  # 4.
+    int8 = quantize_stage(config, model_path, contract_sha, stages) if config.int8 else None  # 5.
+    # 6. card
+    card_path = Path(config.card_out) if config.card_out else model_path.parent / "MODEL_CARD.md"
+    total = sum(stages.seconds(s) for s in STAGES)
+    card = model_card(
+        outcome,
+        best,
+        ft,
+        sha256=contract_sha,
+        mirror_average=config.mirror_average,
+        timing=", ".join(
+            f"{stage} {format_duration(stages.seconds(stage))}"
+            for stage in STAGES
+            if stages.done(stage)
+        ),
+        total_s=total,
+        device=device,
+        notes=Path(config.card_notes).read_text() if config.card_notes else None,
+        int8=int8,
+    )
+    atomic_write_text(card_path, card)
+    log(
+        f"wrote {model_path} and {card_path}; stages took {format_duration(total)} "
+        f"(this run {format_duration(time.perf_counter() - t_start)})"
+    )
+    aupr = float(best.metrics["pooled_aupr"])
+    verdict = "meets" if aupr >= AUPR_BAR else "does NOT meet"
+    log(f"cross-validated pooled AUPR {aupr:.4f} {verdict} the bar of {AUPR_BAR:.2f}")
+    return model_path
 
-    # 1. pretrain
+
+def _pretrain_stage(config: ShipConfig, out: Path, stages: StageLog) -> CompareConfig:
+    """The comparison's settings, with MoCo's encoder pretrained first when it is compared."""
     compare_config = _compare_config(config, out, config.moco_encoder)
-    moco_encoder = ""
-    if "moco" in compare_config.inits:
-        t0 = time.perf_counter()
-        fresh = not config.moco_encoder and not (out / "pretrain" / "encoder.pt").is_file()
-        moco_encoder = str(ensure_moco_encoder(compare_config, scale, out / "pretrain"))
-        if fresh or not stages.done("pretrain"):
-            stages.record(
-                "pretrain", time.perf_counter() - t0 if fresh else 0.0, encoder=moco_encoder
-            )
-        compare_config = dataclasses.replace(compare_config, moco_encoder=moco_encoder)
+    if "moco" not in compare_config.inits:
+        return compare_config
+    t0 = time.perf_counter()
+    fresh = not config.moco_encoder and not (out / "pretrain" / "encoder.pt").is_file()
+    scale = config.resolved_scale()
+    moco_encoder = str(ensure_moco_encoder(compare_config, scale, out / "pretrain"))
+    if fresh or not stages.done("pretrain"):
+        stages.record("pretrain", time.perf_counter() - t0 if fresh else 0.0, encoder=moco_encoder)
+    return dataclasses.replace(compare_config, moco_encoder=moco_encoder)
 
-    # 2. compare
+
+def _compare_stage(
+    compare_config: CompareConfig, stages: StageLog
+) -> tuple[CompareOutcome, RunResult]:
+    """Cross-validate; the outcome and its best configuration."""
     t0 = time.perf_counter()
     outcome = run_compare(compare_config)
     best = outcome.best()
@@ -145,9 +182,13 @@ def ship(config: ShipConfig) -> Path:
         last_run_s=time.perf_counter() - t0,
     )
     log(f"best configuration: {best.spec.name} (pooled AUPR {best.metrics['pooled_aupr']:.4f})")
+    return outcome, best
 
-    # 3. fit on every labelled photo
-    t0 = time.perf_counter()
+
+def _fit_stage(
+    config: ShipConfig, outcome: CompareOutcome, best: RunResult, out: Path, stages: StageLog
+) -> FinetuneConfig:
+    """The best configuration fitted on every labelled photo, into <out>/final."""
     ft = FinetuneConfig.from_dict(
         {**best.finetune, "seed": config.seed, "device": config.device, "threads": config.threads}
     )
@@ -158,11 +199,20 @@ def ship(config: ShipConfig) -> Path:
         checkpoint=str(out / "final" / "checkpoint.pt"),
         photos=len(final.train_names),
     )
+    return ft
 
-    # 4. export
-    model_path = Path(config.model_out)
-    card_path = Path(config.card_out) if config.card_out else model_path.parent / "MODEL_CARD.md"
-    fitted = out / "final" / "checkpoint.pt"
+
+def _export_stage(
+    config: ShipConfig,
+    outcome: CompareOutcome,
+    best: RunResult,
+    final: Path,
+    model_path: Path,
+    stages: StageLog,
+) -> str:
+    """The model file of the final fit (kept when it already is that file); its contract's
+    SHA-256."""
+    fitted = final / "checkpoint.pt"
     checkpoint_sha = _sha256(fitted)
     # what the file is made from besides the weights: the graph and its calibration
     made_from = {
@@ -179,37 +229,21 @@ def ship(config: ShipConfig) -> Path:
         and _sha256(model_path) == previous.get("model_file_sha256")
     ):
         log(f"export: {model_path} is already this model; kept")
-        contract_sha = str(previous["model_sha256"])
-    else:
-        t0 = time.perf_counter()
-        contract_sha = export_best(config, outcome, best, fitted, model_path)
-        verify_s = verify_model(model_path, outcome)
-        stages.record(
-            "export",
-            time.perf_counter() - t0,
-            model=str(model_path),
-            model_sha256=contract_sha,
-            model_file_sha256=_sha256(model_path),
-            checkpoint_sha256=checkpoint_sha,
-            made_from=made_from,
-            verify_predict_s=verify_s,
-        )
-
-    # 5. quantize
-    int8 = quantize_stage(config, model_path, contract_sha, stages) if config.int8 else None
-
-    # 6. card
-    total = sum(stages.seconds(s) for s in STAGES)
-    card = model_card(config, outcome, best, ft, contract_sha, stages, total, device, int8)
-    atomic_write_text(card_path, card)
-    log(
-        f"wrote {model_path} and {card_path}; stages took {format_duration(total)} "
-        f"(this run {format_duration(time.perf_counter() - t_start)})"
+        return str(previous["model_sha256"])
+    t0 = time.perf_counter()
+    contract_sha = export_best(config, outcome, best, fitted, model_path)
+    verify_s = verify_model(model_path, outcome)
+    stages.record(
+        "export",
+        time.perf_counter() - t0,
+        model=str(model_path),
+        model_sha256=contract_sha,
+        model_file_sha256=_sha256(model_path),
+        checkpoint_sha256=checkpoint_sha,
+        made_from=made_from,
+        verify_predict_s=verify_s,
     )
-    aupr = float(best.metrics["pooled_aupr"])
-    verdict = "meets" if aupr >= AUPR_BAR else "does NOT meet"
-    log(f"cross-validated pooled AUPR {aupr:.4f} {verdict} the bar of {AUPR_BAR:.2f}")
-    return model_path
+    return contract_sha
 
 
 STAGES = ("pretrain", "compare", "fit", "export", "quantize")
@@ -321,265 +355,6 @@ def verify_model(model_path: Path, outcome: CompareOutcome) -> float:
         f"at {prediction.threshold:.3f} in {seconds:.2f} s on {segmenter.device}"
     )
     return seconds
-
-
-# ----------------------------------------------------------------------------------------------
-# The model card
-
-
-def _other_camera_lines(metrics: dict[str, Any]) -> list[str]:
-    other = metrics.get("other_camera")
-    if not isinstance(other, dict):
-        return []
-    names = ", ".join(PHOTOMETRIC_VARIANTS)
-    return [
-        "The same out-of-fold photos through other cameras (each photo through one of: "
-        f"{names}; preprocessed as in the clinic, scored with the same calibration): pooled "
-        f"AUPR **{float(other['pooled_aupr']):.4f}**, Dice {float(other['dice']):.4f}, lesion "
-        f"sensitivity {float(other['lesion_sensitivity']):.3f} at "
-        f"{float(other['fp_per_photo']):.1f} false positives per photo.",
-        "",
-    ]
-
-
-def _curve_lines(metrics: dict[str, Any], outcome: CompareOutcome) -> list[str]:
-    curve = metrics.get("curve")
-    if not isinstance(curve, list) or len(curve) < 2:
-        return []
-    rows = [f"| {int(p['steps'])} | {float(p['pooled_aupr']):.4f} |" for p in curve]
-    _plot_curve(curve, outcome.out / "aupr_steps.png")
-    return [
-        "Pooled AUPR of the out-of-fold photos against training steps per fold (the same "
-        "folds; full resolution):",
-        "",
-        "| steps per fold | pooled AUPR |",
-        "|---:|---:|",
-        *rows,
-        "",
-    ]
-
-
-def _plot_curve(curve: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot([p["steps"] for p in curve], [p["pooled_aupr"] for p in curve], marker="o")
-    ax.axhline(AUPR_BAR, linestyle="--", color="grey", label=f"bar {AUPR_BAR:.2f}")
-    ax.set_xlabel("training steps per fold")
-    ax.set_ylabel("pooled AUPR (out-of-fold)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _notes(config: ShipConfig) -> list[str]:
-    if not config.card_notes:
-        return []
-    return [Path(config.card_notes).read_text().strip(), ""]
-
-
-def _int8_lines(check: dict[str, Any] | None) -> list[str]:
-    if not check:
-        return []
-    from training.quantize import format_report
-
-    return [
-        "## INT8",
-        "",
-        "`hemorrhage-int8.onnx` is this model quantised (static QDQ, per-channel int8 weights, "
-        "input normalisation and output head in float), calibrated on real photos. The CPU "
-        "backend runs it when its check passed; CUDA and Triton run the fp32 file. The "
-        "evaluation photos were in the final model's training set, so only the fp32/int8 "
-        "difference there means anything, not the absolute AUPR:",
-        "",
-        *(f"- {line}" for line in format_report(check).splitlines()),
-        "",
-    ]
-
-
-def _effect_lines(results: Sequence[RunResult]) -> list[str]:
-    """Plain statements of what MoCo and the reconstruction task did to pooled AUPR."""
-    aupr = {r.spec.name: r.metrics.get("pooled_aupr") for r in results}
-    lines = []
-    for mode in MODES:
-        a, b = aupr.get(f"moco-{mode}"), aupr.get(f"random-{mode}")
-        if a is not None and b is not None:
-            lines.append(
-                f"- MoCo pretraining vs random initialisation ({MODE_LABELS[mode]}): "
-                f"{a:.4f} vs {b:.4f}, {'+' if a >= b else ''}{a - b:.4f} pooled AUPR "
-                f"({'helped' if a > b else 'did not help'} at this budget)."
-            )
-    for init in ("random", "moco", "imagenet"):
-        a, b = aupr.get(f"{init}-segrec"), aupr.get(f"{init}-seg")
-        if a is not None and b is not None:
-            lines.append(
-                f"- Reconstruction task ({init} init): {a:.4f} with vs {b:.4f} without, "
-                f"{'+' if a >= b else ''}{a - b:.4f} pooled AUPR "
-                f"({'helped' if a > b else 'did not help'} at this budget)."
-            )
-    return lines or ["- Only one configuration was cross-validated (--choose); no comparison."]
-
-
-def model_card(
-    config: ShipConfig,
-    outcome: CompareOutcome,
-    best: RunResult,
-    ft: FinetuneConfig,
-    sha256: str,
-    stages: StageLog,
-    total_s: float,
-    device: Any,
-    int8: dict[str, Any] | None = None,
-) -> str:
-    m = best.metrics
-    data = outcome.data
-    summary: dict[str, Any] = data.summary()
-    table = (outcome.out / "results.md").read_text().strip().splitlines()
-    table_rows = [line for line in table if line.startswith("|")]
-    aupr = float(m["pooled_aupr"])
-    bar = (
-        "meets" if aupr >= AUPR_BAR else "does **not** meet"
-    ) + f" the project's bar of {AUPR_BAR:.2f}"
-    timing = ", ".join(
-        f"{stage} {format_duration(stages.seconds(stage))}"
-        for stage in STAGES
-        if stages.done(stage)
-    )
-    reduced = outcome.scale.name == "reduced"
-    lines = [
-        "# Hemaview haemorrhage model",
-        "",
-        f"`hemorrhage.onnx`, SHA-256 `{sha256}`, made by `hemaview-train ship --scale "
-        f"{outcome.scale.name}` on {describe_machine(device)} "
-        f"({dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}).",
-        "",
-        "## Intended use",
-        "",
-        "Assisting a person who reviews colour fundus photographs: the model suggests where "
-        "haemorrhages may be, as a calibrated probability overlay that the reviewer accepts, "
-        "corrects or rejects. It is **not** a diagnostic device and must not be used to decide "
-        "on a diagnosis or treatment without a qualified reviewer.",
-        "",
-        "## Data and attribution",
-        "",
-        f"- {IDRID_ATTRIBUTION}",
-        f"- Fine-tuning: the official IDRiD segmentation training split, haemorrhage masks: "
-        f"{summary['idrid_photos']} photos, {summary['idrid_annotated']} with masks."
-        + (
-            f" {', '.join(summary['not_annotated'])}: no haemorrhage mask (not annotated by the "
-            "owners, which is not the same as no haemorrhage), so excluded from the segmentation "
-            "loss and from evaluation"
-            + (", but used for the reconstruction task." if ft.reconstruction else ".")
-            if summary["not_annotated"]
-            else ""
-        ),
-        f"- Photos from Hemaview label folders: {summary['label_folder_photos']}.",
-        f"- Pretraining: {pretraining_note(ft.init, ft.init_weights)}."
-        if ft.init != "random"
-        else "- No pretraining on other data.",
-        "- The official IDRiD test split was not used for anything: the figures below are "
-        "cross-validated on the training split only.",
-        "",
-        "## Method",
-        "",
-        "- Preprocessing (inference.preprocess, the same in training and in the clinic): "
-        f"{preprocessing_sentence(ft.recipe)}.",
-        f"- Network: U-Net (segmentation-models-pytorch), {ft.encoder} encoder, decoder "
-        f"{list(ft.decoder_channels)}; initialisation {ft.init}"
-        + (
-            f"; a second decoder reconstructs the input from the deepest features (loss weight "
-            f"{ft.recon_weight}), used in training only"
-            if ft.reconstruction
-            else ""
-        )
-        + ".",
-        f"- Loss: BCE + soft Dice over the field of view; {ft.crop_size}-px patches, "
-        f"{int(ft.lesion_bias * 100)}% centred on a lesion, rotation/zoom/colour augmentation on "
-        f"tensors; AdamW, lr {ft.lr:g}, cosine; {ft.epochs} epochs x {ft.steps_per_epoch} steps x "
-        f"batch {ft.batch_size}; {precision_note(device, ft.bf16)}"
-        + (
-            f"; the weights shipped (and cross-validated) are an exponential moving average "
-            f"over the steps, decay {ft.ema_decay:g}"
-            if ft.ema_decay
-            else ""
-        )
-        + ".",
-        (
-            f"- Other cameras: {ft.camera_versions} versions of each photo as another camera "
-            "would take it (white balance, gamma, one side darker, vignetting, flare, grey "
-            "surround, lower resolution, blur, JPEG; `training.camera_variants.random_camera`), "
-            "made before preprocessing so the field of view and CLAHE see them as in the clinic; "
-            f"{ft.camera_p:.0%} of patches are cut from them."
-            if ft.camera_versions
-            else "- No other-camera versions of the photos."
-        ),
-        (
-            "- Prediction: the mean of the logits of the photo and its three mirror images "
-            "(left-right, up-down, both), inside the graph, so every backend runs it and the "
-            "figures below are of it; it costs four passes of the network per photo."
-            if config.mirror_average
-            else "- Prediction: one pass of the network per photo."
-        ),
-        f"- Selection: {len(outcome.folds)}-fold cross-validation by photo (seeded, stratified by "
-        f"lesion burden); the configuration with the best pooled AUPR was refitted on all photos.",
-        f"- Calibration: Platt scaling fitted on the out-of-fold logits (temperature "
-        f"{best.calibration.temperature:.3f}, bias {best.calibration.bias:.3f}), inside the "
-        f"graph. Default threshold {float(m['threshold']):.3f}: the one maximising pooled Dice on "
-        "the calibrated out-of-fold probabilities.",
-        "",
-        "## Cross-validated figures",
-        "",
-        f"Scale: {outcome.scale.note}. Out-of-fold predictions, measured at each photo's full "
-        f"resolution ({len(data.evaluable())} photos).",
-        "",
-        f"Shipped configuration **{best.spec.name}**: pooled pixel AUPR **{aupr:.4f}** ({bar}; "
-        f"the IDRiD challenge's best haemorrhage AUPR was 0.68), mean per-photo AUPR "
-        f"{float(m['mean_photo_aupr']):.4f}, Dice {float(m['dice']):.4f}, lesion sensitivity "
-        f"{float(m['lesion_sensitivity']):.3f} at {float(m['fp_per_photo']):.1f} false-positive "
-        "components per photo.",
-        "",
-        *_other_camera_lines(m),
-        *_curve_lines(m, outcome),
-        *table_rows,
-        "",
-        *(
-            ["What the comparison shows, under the same budget:", "", *effects, ""]
-            if (effects := _effect_lines(outcome.results))
-            else []
-        ),
-        *_notes(config),
-        *_int8_lines(int8),
-        "## Time taken",
-        "",
-        f"{format_duration(total_s)} in all ({timing}) on {describe_machine(device)}.",
-        "",
-        "## Known limits",
-        "",
-        "- One camera: every training photo is from a Kowa VX-10a (50 degree field, 4288x2848) in "
-        "one Indian clinic. The other-camera figures above are for synthetic changes of those "
-        "photos; real photos from other cameras, fields and populations are untested.",
-        f"- {summary['idrid_annotated']} labelled photos: small; the cross-validated figures "
-        "have a wide uncertainty, and the threshold was chosen on the same out-of-fold "
-        "predictions it is scored on.",
-        "- Small haemorrhages near the resolution of the working image can be missed; lesions "
-        "near the edge of the field of view and photos unlike the training data are less reliable.",
-        *(
-            [
-                "- Trained at the reduced scale that fits a 2-core CPU (smaller working size, few "
-                "steps): a GPU run at full scale (`--scale full`) is expected to do better."
-            ]
-            if reduced
-            else []
-        ),
-        "",
-        f"Attribution as required by the data licence: {IDRID_ATTRIBUTION}",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def ship_main(argv: Sequence[str] | None = None) -> int:

@@ -314,6 +314,40 @@ def load_sample(record: PhotoRecord, recipe: PreprocessRecipe, cache_dir: Path) 
     )
 
 
+def _label_folder_records(
+    records: Sequence[PhotoRecord],
+    label_dirs: Sequence[Path],
+    label_photo_dir: Path | None,
+    notes: list[str],
+) -> list[PhotoRecord]:
+    """The accepted labels of Hemaview label folders that add a photo to `records`: not one of
+    IDRiD's own (by content: its own mask is used) nor a name already taken. Why each other
+    one is left out goes to `notes`."""
+    added: list[PhotoRecord] = []
+    idrid_digests = {hashlib.sha256(r.image_path.read_bytes()).hexdigest(): r.name for r in records}
+    taken = {r.name for r in records}
+    for label_dir in label_dirs:
+        extra, problems = scan_label_folder(Path(label_dir), label_photo_dir)
+        notes.extend(problems)
+        for r in extra:
+            digest = hashlib.sha256(r.image_path.read_bytes()).hexdigest()
+            if digest in idrid_digests:
+                notes.append(
+                    f"{r.name}: the labelled photo is IDRiD's {idrid_digests[digest]}; "
+                    "IDRiD's own mask is used, so folds stay leak-free"
+                )
+                continue
+            if r.name in taken:
+                notes.append(
+                    f"{r.name} from {label_dir}: a photo of that name is already in "
+                    "the set; skipped"
+                )
+                continue
+            taken.add(r.name)
+            added.append(r)
+    return added
+
+
 def load_labelled_set(
     data_dir: Path | None = None,
     recipe: PreprocessRecipe | None = None,
@@ -348,29 +382,7 @@ def load_labelled_set(
         if r.mask_path is None
     ]
     if label_dirs:
-        idrid_digests = {
-            hashlib.sha256(r.image_path.read_bytes()).hexdigest(): r.name for r in records
-        }
-        taken = {r.name for r in records}
-        for label_dir in label_dirs:
-            extra, problems = scan_label_folder(Path(label_dir), label_photo_dir)
-            notes.extend(problems)
-            for r in extra:
-                digest = hashlib.sha256(r.image_path.read_bytes()).hexdigest()
-                if digest in idrid_digests:
-                    notes.append(
-                        f"{r.name}: the labelled photo is IDRiD's {idrid_digests[digest]}; "
-                        "IDRiD's own mask is used, so folds stay leak-free"
-                    )
-                    continue
-                if r.name in taken:
-                    notes.append(
-                        f"{r.name} from {label_dir}: a photo of that name is already in "
-                        "the set; skipped"
-                    )
-                    continue
-                taken.add(r.name)
-                records.append(r)
+        records += _label_folder_records(records, label_dirs, label_photo_dir, notes)
     samples: list[Sample] = []
     errors: list[str] = []
 

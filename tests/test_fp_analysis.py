@@ -15,24 +15,19 @@ from PIL import Image
 
 from inference.fov import FieldOfView
 from inference.preprocess import Geometry
-from training.fp_analysis import (
+from training.fp_analysis import AnalysisConfig, fp_analysis_main
+from training.fp_components import (
     ELSEWHERE,
-    AnalysisConfig,
     CurvePoint,
     OperatingCurve,
     classify_components,
-    disc_diameter,
-    disc_region,
-    fov_mask_full,
-    fp_analysis_main,
     lesion_areas,
     operating_points,
     region_table,
-    rim_band,
     size_bin,
     size_table,
-    vessel_map,
 )
+from training.fp_regions import disc_diameter, disc_region, fov_mask_full, rim_band, vessel_map
 
 H, W = 200, 300
 

@@ -315,21 +315,7 @@ class ReviewSession:
             except HemaviewError as exc:
                 prediction_error = str(exc)
         label_dir = self.label_dir_for(path)
-        paths = label_paths(path, label_dir)
-        saved: tuple[np.ndarray, ProvenanceRecord] | None = None
-        label_error: str | None = None
-        with self._lock:  # one save or open of a label pair at a time in this app
-            # (no recovery of an interrupted save here: only writers recover)
-            # Stamped before reading: a colleague's save in between makes a (safe) conflict.
-            stamp = LabelStamp(paths.provenance, _file_sha256(paths.provenance))
-            try:
-                saved = load_label(label_dir, path)
-            except LabelFormatError as exc:
-                label_error = str(exc)
-        if saved is not None and saved[1].photo.sha256 != photo.sha256:
-            # load_label checked the photo's bytes itself; this is the race of the photo
-            # being replaced between its read and ours.
-            saved, label_error = None, f"{path.name}: the photo changed while it was opened"
+        saved, stamp, label_error = self._read_label(path, label_dir, photo.sha256)
         document = Document(
             path,
             (photo.width, photo.height),
@@ -360,6 +346,28 @@ class ReviewSession:
             autosave=autosave,
             label_folder_problem=self.label_folder_problem(label_dir),
         )
+
+    def _read_label(
+        self, path: Path, label_dir: Path, photo_sha256: str
+    ) -> tuple[tuple[np.ndarray, ProvenanceRecord] | None, LabelStamp, str | None]:
+        """The photo's saved label (None: none, or unusable, with why), and the stamp later
+        saves are checked against."""
+        paths = label_paths(path, label_dir)
+        saved: tuple[np.ndarray, ProvenanceRecord] | None = None
+        label_error: str | None = None
+        with self._lock:  # one save or open of a label pair at a time in this app
+            # (no recovery of an interrupted save here: only writers recover)
+            # Stamped before reading: a colleague's save in between makes a (safe) conflict.
+            stamp = LabelStamp(paths.provenance, _file_sha256(paths.provenance))
+            try:
+                saved = load_label(label_dir, path)
+            except LabelFormatError as exc:
+                label_error = str(exc)
+        if saved is not None and saved[1].photo.sha256 != photo_sha256:
+            # load_label checked the photo's bytes itself; this is the race of the photo
+            # being replaced between its read and ours.
+            saved, label_error = None, f"{path.name}: the photo changed while it was opened"
+        return saved, stamp, label_error
 
     def stamp(self, document: Document) -> LabelStamp | None:
         with self._lock:

@@ -34,6 +34,16 @@ class ReviewPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
+        self.lesions = LesionList()
+        lesions = QGroupBox(self.tr("Suggested lesions"))
+        QVBoxLayout(lesions).addWidget(self.lesions)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._overlay_group())
+        layout.addWidget(self._review_group())
+        layout.addWidget(lesions, 1)
+
+    def _overlay_group(self) -> QGroupBox:
+        """Overlay on/off, opacity, threshold, outline and the display preset."""
         self.show_overlay = QCheckBox(self.tr("Show overlay"))
         self.show_overlay.setChecked(True)
         self.show_overlay.toggled.connect(self.overlay_toggled)
@@ -69,7 +79,11 @@ class ReviewPanel(QWidget):
         form.addRow(self.tr("Threshold"), threshold_row)
         form.addRow(self.outline)
         form.addRow(self.tr("Display"), self.preset)
+        return overlay
 
+    def _review_group(self) -> QGroupBox:
+        """The photo's review status, what changed against the suggestion, and notes on
+        what the model saw (an estimated field of view, a photo without colour)."""
         review = QGroupBox(self.tr("Review"))
         box = QVBoxLayout(review)
         row = QHBoxLayout()
@@ -112,15 +126,7 @@ class ReviewPanel(QWidget):
         self.colour_note.setStyleSheet("QLabel#colourNote { color: #b35c00; }")
         self.colour_note.hide()
         box.addWidget(self.colour_note)
-
-        self.lesions = LesionList()
-        lesions = QGroupBox(self.tr("Suggested lesions"))
-        QVBoxLayout(lesions).addWidget(self.lesions)
-
-        layout = QVBoxLayout(self)
-        layout.addWidget(overlay)
-        layout.addWidget(review)
-        layout.addWidget(lesions, 1)
+        return review
 
     def _threshold_moved(self, value: int) -> None:
         t = value / THRESHOLD_STEPS

@@ -29,12 +29,13 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from inference.backends.base import RemoteBackend, create_backend
 from inference.errors import HemaviewError
 from inference.pipeline import Item, PhotoResult, Run, RunReport, local_lane, stack
-from inference.prediction import PhotoSource
+from inference.prediction import PhotoSource, source_name
 from inference.remote import RemoteConfig, RemoteError, RemoteErrorKind, remote_health
 from inference.segmenter import Segmenter
 
@@ -134,6 +135,11 @@ class Dispatcher:
         run.report.budget_s = budget
         run.report.remote_configured = self.remote is not None
         backend = self.segmenter.backend
+        overflow = (
+            _Overflow(self, self._link, run, budget)
+            if self._link is not None and run.total
+            else None
+        )
         run.add_lane(
             "local",
             lambda: local_lane(
@@ -142,10 +148,11 @@ class Dispatcher:
                 batch=int(backend.preferred_batch),
                 prefetch=self.prefetch,
                 on_rate=self._measured,
+                watch=overflow,
             ),
         )
-        if self._link is not None and run.total:
-            _Overflow(self, self._link, run, budget).add_lanes()
+        if overflow is not None:
+            overflow.add_lanes()
         run.at_end(lambda: self._ended(run))
         return run.results()
 
@@ -204,55 +211,118 @@ class _RemoteLink:
 
 
 class _Overflow:
-    """The remote side of one run: its lanes and what they may take from the line."""
+    """The remote side of one run: its lanes, what they may take from the line, and the
+    state of the overflow (the run's lane API aside, nothing here touches the run).
+
+    Its state is guarded by its own lock, never held while calling the run; a lane reads
+    `run.mark()` before it looks at anything, and every change here calls `run.changed()`,
+    so a lane that found nothing to do waits without missing a change (and nobody polls).
+    """
 
     def __init__(self, owner: Dispatcher, link: _RemoteLink, run: Run, budget: float):
         self.owner = owner
         self.link = link
         self.run = run
         self.budget = budget
+        self.lock = threading.Lock()
         self.backend: RemoteBackend | None = None
         self.connecting = True
         self.full_count = 0
+        #: remote lanes take photos (off, for good, when the remote fails)
+        self.on = True
+        #: why the remote was turned off
+        self.problem = ""
+        #: with the remote on, the local lane takes only what comes back from it
+        self.local_only_returns = owner.budget_s == 0
+        #: photos the local lane has claimed and not yet finished
+        self.local_holding = 0
+        #: (start, photos) of the local batch being run: how slow it is, before it ends
+        self.local_batch: tuple[float, int] | None = None
+        #: the local model failed on these (why, by photo index): the remote takes them first
+        self.retries: deque[Item] = deque()
+        self.local_failures: dict[int, str] = {}
 
     def add_lanes(self) -> None:
-        run = self.run
-        run.remote_on = True
-        # With a zero budget the local lane only takes what the remote cannot.
-        run.local_only_returns = self.owner.budget_s == 0
         for k in range(self.link.config.max_in_flight):
-            run.add_lane(f"remote-{k}", self._first_lane if k == 0 else self._lane)
+            self.run.add_lane(f"remote-{k}", self._first_lane if k == 0 else self._lane)
 
-    # --- shared state (call with run.cond held)
+    # --- the local lane's watch (inference.pipeline.LocalWatch)
 
-    def _share(self) -> tuple[int, float | None]:
-        """How many photos from the back of the line the remote may take now; and when to
-        look again if none (None: when something changes)."""
+    def takes_line(self) -> bool:
+        # with a zero budget the local lane only takes what the remote cannot
+        with self.lock:
+            return not (self.local_only_returns and self.on)
+
+    def hold(self, change: int) -> None:
+        with self.lock:
+            self.local_holding += change
+        self.run.changed()
+
+    def running(self, batch: tuple[float, int] | None, *, released: int = 0) -> None:
+        with self.lock:
+            self.local_batch = batch
+            self.local_holding -= released
+        self.run.changed()
+
+    def retry(self, items: Sequence[Item], reason: str) -> bool:
+        with self.lock:
+            if not self.on:
+                return False
+            for item in items:
+                self.local_failures[item.index] = f"{source_name(item.source)}: here, {reason}"
+                self.retries.append(item)
+        self.run.changed()
+        return True
+
+    # --- the remote lanes' share
+
+    def _take(self, size: int) -> list[Item] | None:
+        """Up to `size` photos for a remote lane, waiting until there are some (retries
+        first, then from the back of the line as far as the budget allows); None when the
+        lane should end."""
         run = self.run
-        if not run.local_takes_line():
-            return len(run.line), None
+        while True:
+            mark = run.mark()  # before looking: a change after it ends the wait below
+            if run.stop.is_set() or run.done():
+                return None
+            waiting = run.waiting()
+            with self.lock:
+                if not self.on:
+                    return None
+                if self.retries:
+                    return [self.retries.popleft() for _ in range(min(size, len(self.retries)))]
+                share, wake = self._share(waiting)
+            take = run.take_back(min(size, share)) if share > 0 else []
+            if take:
+                return take
+            run.wait_change(mark, wake)  # until something changes, or the share grows
+
+    def _share(self, waiting: int) -> tuple[int, float | None]:
+        """How many of the `waiting` photos the remote may take now; and when to look again
+        if none (None: when something changes). With `lock` held."""
+        if self.local_only_returns:
+            return waiting, None
         return overflow_share(
-            waiting=len(run.line),
-            local_holding=run.local_holding,
+            waiting=waiting,
+            local_holding=self.local_holding,
             now=time.monotonic(),
-            deadline=run.start + self.budget,
+            deadline=self.run.start + self.budget,
             seconds_per_photo=self.owner.local_seconds_per_photo,
-            local_batch=run.local_batch,
+            local_batch=self.local_batch,
         )
 
     def _off(self, reason: str) -> None:
         """Stop sending; photos only the remote could still take now fail, with both reasons."""
-        run = self.run
-        with run.cond:
-            if not run.remote_on:
+        with self.lock:
+            if not self.on:
                 return
-            run.remote_on = False
-            run.report.remote_problem = reason
-            stranded = list(run.retry)
-            run.retry.clear()
-            run.cond.notify_all()
-        for item in stranded:
-            run.fail(item, HemaviewError(f"{item.local_failure}; and the remote server: {reason}"))
+            self.on, self.problem = False, reason
+            stranded = [(item, self.local_failures[item.index]) for item in self.retries]
+            self.retries.clear()
+        self.run.report.remote_problem = reason
+        self.run.changed()
+        for item, local_failure in stranded:
+            self.run.fail(item, HemaviewError(f"{local_failure}; and the remote server: {reason}"))
 
     # --- the lanes
 
@@ -263,23 +333,26 @@ class _Overflow:
         except Exception as exc:
             reason = str(exc) if isinstance(exc, HemaviewError) else f"cannot connect: {exc}"
             run.report.remote_errors.append(reason)
-            with run.cond:
+            with self.lock:
                 self.connecting = False
-                run.cond.notify_all()
+            run.changed()
             self._off(reason)
             return
-        with run.cond:
+        with self.lock:
             self.backend, self.connecting = backend, False
-            run.report.remote_used = True
-            run.cond.notify_all()
+        run.report.remote_used = True
+        run.changed()
         self._work(backend)
 
     def _lane(self) -> None:
         run = self.run
-        with run.cond:
-            while self.connecting and not run.stop.is_set():
-                run.cond.wait()
-            backend = self.backend
+        while True:
+            mark = run.mark()
+            with self.lock:
+                connecting, backend = self.connecting, self.backend
+            if not connecting or run.stop.is_set():
+                break
+            run.wait_change(mark)
         if backend is not None:
             self._work(backend)
 
@@ -288,27 +361,17 @@ class _Overflow:
         size = max(1, backend.preferred_batch)
         backoff = FULL_BACKOFF_S
         while True:
-            with run.cond:
-                take: list[Item] = []
-                while not take:
-                    if run.stop.is_set() or not run.remote_on or run.done():
-                        return
-                    if run.retry:
-                        while run.retry and len(take) < size:
-                            take.append(run.retry.popleft())
-                        break
-                    share, wake = self._share()
-                    take = [run.line.pop() for _ in range(min(size, share))]
-                    if not take:
-                        run.cond.wait(wake)  # until something changes, or the share grows
+            take = self._take(size)
+            if take is None:
+                return
             ready = run.emit_failures(run.collect([(item, run.prepare(item)) for item in take]))
             if not ready:
                 continue
-            with run.cond:
-                if not run.remote_on:  # another lane found the server failing meanwhile
-                    note = f"sent back from the remote server: {run.report.remote_problem}"
-                    run.hand_back(ready, note)
-                    return
+            with self.lock:
+                on, problem = self.on, self.problem
+            if not on:  # another lane found the server failing meanwhile
+                run.hand_back(ready, f"sent back from the remote server: {problem}")
+                return
             t0 = time.monotonic()
             try:
                 pending = backend.submit(stack(ready))
@@ -327,7 +390,7 @@ class _Overflow:
                 )
                 self._give_back(ready, error)
                 if error.kind.try_again_later:
-                    with run.cond:
+                    with self.lock:
                         self.full_count += 1
                         too_often = self.full_count >= MAX_FULL_RETRIES
                     if too_often:
@@ -339,24 +402,25 @@ class _Overflow:
                     continue
                 self._off(str(error))
                 return
-            with run.cond:
+            with self.lock:
                 self.full_count = 0
             backoff = FULL_BACKOFF_S
             per_photo_ms = (time.monotonic() - t0) * 1e3 / len(ready)  # the round trip
             run.deliver([(item, None) for item in ready], working, backend, "remote", per_photo_ms)
 
     def _give_back(self, items: list[Item], error: RemoteError) -> None:
-        run = self.run
-        run.report.remote_errors.append(str(error))
-        with run.cond:
+        self.run.report.remote_errors.append(str(error))
+        with self.lock:
             # the local model already failed on these: nowhere to go
-            stranded = [item for item in items if item.local_failure]
-            run.hand_back(
-                [item for item in items if not item.local_failure],
-                f"sent back from the remote server: {error}",
-            )
-        for item in stranded:
-            run.fail(item, HemaviewError(f"{item.local_failure}; and the remote server: {error}"))
+            failed_here = {i.index: self.local_failures.get(i.index, "") for i in items}
+        self.run.hand_back(
+            [item for item in items if not failed_here[item.index]],
+            f"sent back from the remote server: {error}",
+        )
+        for item in items:
+            if failed_here[item.index]:
+                reason = f"{failed_here[item.index]}; and the remote server: {error}"
+                self.run.fail(item, HemaviewError(reason))
 
 
 def overflow_share(

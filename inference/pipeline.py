@@ -14,10 +14,16 @@ holds to this:
 - cancelling (the caller's flag, or closing the iterator) stops every lane: queued photos
   are not started and requests in flight are cancelled; photos not finished get no result;
 - nobody polls: lanes and the caller wait on the run's one condition, notified whenever
-  the line, the results or the run's state change (inference.cancel has the one exception).
+  the line, the results, the run's state or a watcher's state (`Run.changed`) change
+  (inference.cancel has the one exception).
 
 `Segmenter.predict_many` is a run with the local lane alone: its results come in input
 order. `Dispatcher` adds remote lanes, and the time budget that says what they may take.
+
+Lanes use `Run`'s lane API, never its state: take from the front or the back, hand back
+to the front, wait for a change (`mark`, then `wait_change`). An overflow hears the local
+lane through a `LocalWatch` (may it take the line, what it holds and runs, a batch its
+model failed on, to retry elsewhere) and keeps that state itself, calling `Run.changed`.
 """
 
 from __future__ import annotations
@@ -115,14 +121,31 @@ class RunReport:
 class Item:
     """One photo of a run, from the line to its result."""
 
-    __slots__ = ("index", "local_failure", "note", "prepared", "source")
+    __slots__ = ("index", "note", "prepared", "source")
 
     def __init__(self, index: int, source: PhotoSource):
         self.index = index
         self.source = source
         self.prepared: Prepared | None = None  # kept when a photo moves between lanes
         self.note = ""  # why it came back from the remote
-        self.local_failure = ""  # the local model failed on it (it went to the remote)
+
+
+class LocalWatch(Protocol):
+    """What the local lane tells, and asks, a watcher beside it (the overflow to a remote in
+    inference.dispatch). Each call takes the watcher's own lock, never the run's."""
+
+    def takes_line(self) -> bool:
+        """May the local lane take photos from the line (else only those handed back)?"""
+
+    def hold(self, change: int) -> None:
+        """The photos the local lane has claimed and not yet finished grew by `change`."""
+
+    def running(self, batch: tuple[float, int] | None, *, released: int = 0) -> None:
+        """The (start, photos) of the batch the local lane runs now, or None between
+        batches; `released` photos of the batch just ended are no longer held."""
+
+    def retry(self, items: Sequence[Item], reason: str) -> bool:
+        """The local model failed on `items`: True when another lane takes them on."""
 
 
 #: a photo claimed by a lane, with its preparation (running ahead, or done)
@@ -134,7 +157,8 @@ Collected = tuple[Item, PhotoFailure | None]
 class Run:
     """One request: the line of photos, the lanes that take from it, the caller's results.
 
-    The line, the queues and the counters are guarded by `cond`; every change notifies it.
+    The line, the results and the counters are guarded by one condition; every change
+    notifies it and moves the change count that `mark` and `wait_change` read.
     """
 
     def __init__(
@@ -155,24 +179,17 @@ class Run:
         self.user_cancel = cancel
         self.progress = progress
         self.max_unconsumed = max(1, max_unconsumed)
-        self.items = [Item(i, s) for i, s in enumerate(sources)]
-        self.total = len(self.items)
-        self.cond = threading.Condition()
-        self.line: deque[Item] = deque(self.items)  # front: the local lane; back: remote lanes
-        self.returned: deque[Item] = deque()  # the remote gave these back: local takes first
-        self.retry: deque[Item] = deque()  # the local model failed on these: for the remote
-        #: a remote lane takes photos (set before the run starts; off when the remote fails)
-        self.remote_on = False
-        #: with a remote on, the local lane takes only what comes back from it
-        self.local_only_returns = False
-        self.local_holding = 0  # photos the local lane has claimed and not yet finished
-        #: (start, photos) of the local batch being run: how slow it is, before it ends
-        self.local_batch: tuple[float, int] | None = None
-        self.finished = 0
-        self.emitted: set[int] = set()
-        self.out: deque[PhotoResult] = deque()
+        self._items = [Item(i, s) for i, s in enumerate(sources)]
+        self.total = len(self._items)
+        self._cond = threading.Condition()
+        self._line: deque[Item] = deque(self._items)  # front: the local lane; back: remote lanes
+        self._handed_back: deque[Item] = deque()  # another lane gave these back: front first
+        self._changes = 0  # moves on every notification (`mark`, `wait_change`)
+        self._finished = 0
+        self._emitted: set[int] = set()
+        self._out: deque[PhotoResult] = deque()
         self.report = RunReport(total=self.total)
-        self.start = 0.0  # when the caller started taking results
+        self.start = 0.0  # when the caller started taking results (set before any lane)
         self.stop = Cancel()  # set when the run ends, however it ends
         self.stop.listen(self._wake)
         self.pool = ThreadPoolExecutor(
@@ -189,24 +206,69 @@ class Run:
         """Call `hook` once every lane has ended and the report is complete."""
         self._at_end.append(hook)
 
-    # --- shared state (call with `cond` held)
+    # --- the lane API (each call takes the run's lock itself)
 
     def done(self) -> bool:
-        return self.finished >= self.total
+        """Every photo has its result."""
+        with self._cond:
+            return self._finished >= self.total
 
-    def local_takes_line(self) -> bool:
-        return not (self.local_only_returns and self.remote_on)
+    def waiting(self) -> int:
+        """Photos in the line, not yet taken by any lane (handed-back ones not counted)."""
+        with self._cond:
+            return len(self._line)
+
+    def take_front(self, most: int, *, line: bool = True) -> list[Item]:
+        """Up to `most` photos for the front lane: those handed back first, then (with
+        `line`) from the front of the line."""
+        with self._cond:
+            taken: list[Item] = []
+            while len(taken) < most and self._handed_back:
+                taken.append(self._handed_back.popleft())
+            while line and len(taken) < most and self._line:
+                taken.append(self._line.popleft())
+            if taken:
+                self._notify()
+            return taken
+
+    def take_back(self, most: int) -> list[Item]:
+        """Up to `most` photos from the back of the line."""
+        with self._cond:
+            taken = [self._line.pop() for _ in range(min(most, len(self._line)))]
+            if taken:
+                self._notify()
+            return taken
 
     def hand_back(self, items: Sequence[Item], note: str) -> None:
-        """Photos a remote lane could not run go to the local lane, preparation kept."""
-        for item in items:
-            item.note = note
-            self.returned.append(item)
-        self.cond.notify_all()
+        """Photos a lane could not run go to the front lane, preparation kept; `note` says
+        why, on their results."""
+        with self._cond:
+            for item in items:
+                item.note = note
+                self._handed_back.append(item)
+            self._notify()
+
+    def mark(self) -> int:
+        """The change count now: read it before looking at anything a lane may wait on."""
+        with self._cond:
+            return self._changes
+
+    def wait_change(self, mark: int, timeout: float | None = None) -> None:
+        """Wait until anything changed since `mark`, the run stopped, or `timeout` passed."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._changes != mark or self.stop.is_set(), timeout)
+
+    def changed(self) -> None:
+        """Wake the lanes: state outside the run that they wait on has changed."""
+        with self._cond:
+            self._notify()
+
+    def _notify(self) -> None:  # with the lock held
+        self._changes += 1
+        self._cond.notify_all()
 
     def _wake(self) -> None:
-        with self.cond:
-            self.cond.notify_all()
+        self.changed()
 
     # --- preparing, delivering, failing (any lane)
 
@@ -275,13 +337,13 @@ class Run:
 
     def emit(self, item: Item, result: Prediction | PhotoFailure, ran_on: str) -> None:
         """Deliver one result, once per photo; waits while the caller is behind."""
-        with self.cond:
-            while len(self.out) >= self.max_unconsumed and not self.stop.is_set():
-                self.cond.wait()
-            if item.index in self.emitted or self.stop.is_set():
+        with self._cond:
+            while len(self._out) >= self.max_unconsumed and not self.stop.is_set():
+                self._cond.wait()
+            if item.index in self._emitted or self.stop.is_set():
                 return
-            self.emitted.add(item.index)
-            self.finished += 1
+            self._emitted.add(item.index)
+            self._finished += 1
             if isinstance(result, PhotoFailure):
                 self.report.failed += 1
             elif ran_on == "remote":
@@ -290,9 +352,9 @@ class Run:
                 self.report.local += 1
                 if item.note:
                     self.report.returned += 1
-            self.out.append(PhotoResult(item.index, item.source, result, ran_on, item.note))
+            self._out.append(PhotoResult(item.index, item.source, result, ran_on, item.note))
             item.prepared = None  # the result holds what the caller needs; free the rest
-            self.cond.notify_all()
+            self._notify()
 
     def failure(self, item: Item, exc: BaseException, prefix: str = "") -> PhotoFailure:
         name = source_name(item.source)
@@ -327,16 +389,16 @@ class Run:
         delivered = 0
         try:
             while delivered < self.total:
-                with self.cond:
-                    while not self.out and self._live and not self._cancelled():
+                with self._cond:
+                    while not self._out and self._live and not self._cancelled():
                         self._wait()
                     if self._cancelled():
                         self.report.cancelled = True
                         break
-                    if not self.out:
+                    if not self._out:
                         break  # every lane has ended: nothing more will come
-                    result = self.out.popleft()
-                    self.cond.notify_all()  # room for a lane waiting to deliver
+                    result = self._out.popleft()
+                    self._notify()  # room for a lane waiting to deliver
                 delivered += 1
                 if self.progress is not None:
                     self.progress(delivered, self.total)
@@ -357,29 +419,29 @@ class Run:
 
     def _wait(self) -> None:
         if self.user_cancel is None or isinstance(self.user_cancel, Cancel):
-            self.cond.wait()  # a Cancel wakes us when set
+            self._cond.wait()  # a Cancel wakes us when set
         else:
-            self.cond.wait(PLAIN_EVENT_CHECK_S)  # a plain Event cannot
+            self._cond.wait(PLAIN_EVENT_CHECK_S)  # a plain Event cannot
 
     def _lane_main(self, lane: Callable[[], None]) -> None:
         """A lane that dies must not take its photos with it: they fail with the reason."""
         try:
             lane()
         except BaseException as exc:  # a bug, reported per photo
-            with self.cond:
-                left = [i for i in self.items if i.index not in self.emitted]
+            with self._cond:
+                left = [i for i in self._items if i.index not in self._emitted]
             for item in left:
                 self.fail(item, exc, prefix="internal error: ")
         finally:
-            with self.cond:
+            with self._cond:
                 self._live -= 1
-                self.cond.notify_all()
+                self._notify()
 
     def _finalise(self) -> None:
         self.report.elapsed_s = time.monotonic() - self.start
-        if not self.report.cancelled and self.finished < self.total:
+        if not self.report.cancelled and self._finished < self.total:
             # cannot happen while the lanes hold to their contract; say so rather than hide it
-            self.report.failed += self.total - self.finished
+            self.report.failed += self.total - self._finished
         for hook in self._at_end:
             hook()
 
@@ -391,52 +453,49 @@ def local_lane(
     batch: int,
     prefetch: int,
     on_rate: Callable[[float], None] | None = None,
+    watch: LocalWatch | None = None,
 ) -> None:
-    """Take photos from the front of the line (photos given back first), `prefetch` beyond a
+    """Take photos from the front of the line (photos handed back first), `prefetch` beyond a
     batch prepared ahead; run them in batches on `backend`, each batch post-processed on a
     thread of its own while the next one runs (`_Finisher`). `on_rate` hears the seconds per
-    photo of each batch as delivered (preparation waited for, the model, post-processing)."""
+    photo of each batch as delivered (preparation waited for, the model, post-processing);
+    `watch` (an overflow) hears what the lane holds and runs, and may take failed batches."""
     batch = max(1, batch)
     ahead = batch + max(0, prefetch)
     pending: deque[Claimed] = deque()
-    finisher = _Finisher(run, on_rate)
+    finisher = _Finisher(run, on_rate, watch)
     try:
         while True:
-            with run.cond:
-                while True:
-                    if run.stop.is_set():
-                        return
-                    while len(pending) < ahead:
-                        if run.returned:
-                            item = run.returned.popleft()
-                        elif run.line and run.local_takes_line():
-                            item = run.line.popleft()
-                        else:
-                            break
-                        run.local_holding += 1
-                        pending.append((item, run.prepare(item)))
-                    if pending:
-                        break
-                    if run.done():
-                        return
-                    run.cond.wait()
-                group = [pending.popleft() for _ in range(min(batch, len(pending)))]
-                t0 = time.monotonic()
-                run.local_batch = (t0, len(group))
-                run.cond.notify_all()  # a remote lane may now judge this lane's speed
+            while True:
+                mark = run.mark()  # before looking: a change after it ends the wait below
+                if run.stop.is_set():
+                    return
+                if len(pending) < ahead:
+                    takes_line = watch is None or watch.takes_line()
+                    taken = run.take_front(ahead - len(pending), line=takes_line)
+                    if taken and watch is not None:
+                        watch.hold(len(taken))
+                    pending.extend((item, run.prepare(item)) for item in taken)
+                if pending:
+                    break
+                if run.done():
+                    return
+                run.wait_change(mark)
+            group = [pending.popleft() for _ in range(min(batch, len(pending)))]
+            t0 = time.monotonic()
+            if watch is not None:
+                watch.running((t0, len(group)))  # a remote lane may now judge this lane's speed
             collected = run.collect(group)
             ready = [item for item, failure in collected if failure is None]
             handed_over = False
             if ready:
-                handed_over = _run_local(run, backend, collected, ready, t0, finisher)
+                handed_over = _run_local(run, backend, collected, ready, t0, finisher, watch)
             else:
                 finisher.wait()  # results leave in the order the photos were claimed
                 run.emit_failures(collected)
-            with run.cond:
-                run.local_batch = None
-                if not handed_over:  # else the finisher lets go of them once delivered
-                    run.local_holding -= len(group)
-                run.cond.notify_all()
+            if watch is not None:
+                # once handed over, the finisher lets go of the photos when they are delivered
+                watch.running(None, released=0 if handed_over else len(group))
     finally:
         for _, future in pending:
             future.cancel()
@@ -450,6 +509,7 @@ def _run_local(
     ready: list[Item],
     t0: float,
     finisher: _Finisher,
+    watch: LocalWatch | None,
 ) -> bool:
     """Run one batch; True when it went on to the finisher."""
     t_model = time.monotonic()
@@ -459,13 +519,8 @@ def _run_local(
         finisher.wait()
         run.emit_failures(collected)
         reason = str(exc) if isinstance(exc, HemaviewError) else f"the model failed: {exc}"
-        with run.cond:
-            if run.remote_on:  # the remote may still run them
-                for item in ready:
-                    item.local_failure = f"{source_name(item.source)}: here, {reason}"
-                    run.retry.append(item)
-                run.cond.notify_all()
-                return False
+        if watch is not None and watch.retry(ready, reason):  # the remote may still run them
+            return False
         for item in ready:
             error = exc if isinstance(exc, HemaviewError) else BackendError(reason)
             message = f"{source_name(item.source)}: {reason}"
@@ -483,8 +538,8 @@ class _Finisher:
     so results still leave in that order; a lane waits for the batch before its own to be
     delivered before it hands over the next (or emits anything itself)."""
 
-    def __init__(self, run: Run, on_rate: Callable[[float], None] | None):
-        self.run, self.on_rate = run, on_rate
+    def __init__(self, run: Run, on_rate: Callable[[float], None] | None, watch: LocalWatch | None):
+        self.run, self.on_rate, self.watch = run, on_rate, watch
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hemaview-finish")
         self.last: Future[None] | None = None
         self.delivered_at = 0.0
@@ -521,13 +576,11 @@ class _Finisher:
         model_ms: float,
         t0: float,
     ) -> None:
-        run = self.run
         try:
-            run.deliver(collected, working, backend, "local", model_ms)
+            self.run.deliver(collected, working, backend, "local", model_ms)
         finally:
-            with run.cond:
-                run.local_holding -= len(collected)
-                run.cond.notify_all()
+            if self.watch is not None:
+                self.watch.hold(-len(collected))
         now = time.monotonic()
         if self.on_rate is not None:
             # from the later of the batch's start and the previous delivery: with batches

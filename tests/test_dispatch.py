@@ -353,6 +353,24 @@ def test_a_photo_the_local_model_fails_on_goes_to_the_remote(
     assert isinstance(failed.result, PhotoFailure) and "out of memory" in failed.result.message
 
 
+def test_a_photo_neither_side_can_run_fails_once_with_both_reasons(
+    segmenter: Segmenter,
+) -> None:
+    """The local model fails on a photo while the remote is found unreachable: whichever
+    comes first, that photo fails once (with the local reason) and the others run here."""
+    flaky = Segmenter(segmenter.model, FailingLocal(segmenter.backend, fail=1))
+    dispatcher = Dispatcher(flaky, RemoteConfig.parse("127.0.0.1:9"), budget_s=600)
+    seen: list[tuple[int, int]] = []
+    results = run(dispatcher, PHOTOS[:4], progress=lambda d, t: seen.append((d, t)))
+    (failed,) = [r for r in results if not r.ok]
+    assert isinstance(failed.result, PhotoFailure) and "out of memory" in failed.result.message
+    assert {r.ran_on for r in results if r.ok} == {"local"}
+    assert seen == [(k, 4) for k in range(1, 5)]
+    report = dispatcher.last_report
+    assert report is not None and (report.local, report.failed) == (3, 1)
+    assert "cannot be reached" in report.remote_problem
+
+
 class FinishFailsOnTheServersSecond(Segmenter):
     """Post-processing raises on the second photo that came back from the server."""
 

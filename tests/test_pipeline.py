@@ -21,6 +21,7 @@ from triton_server import derive_model
 from inference import HemaviewError, PhotoFailure, Prediction, Segmenter
 from inference.cancel import Cancel, wait_until
 from inference.dispatch import Dispatcher, overflow_share
+from inference.pipeline import Run
 
 PHOTOS = [fundus_like(k) for k in range(6)]
 
@@ -142,6 +143,38 @@ def test_predict_many_stops_at_once_with_a_cancel_flag(small: Segmenter) -> None
         got.append(result)
         cancel.set()
     assert len(got) == 1
+
+
+def test_lanes_take_the_line_from_both_ends_and_photos_handed_back_go_first(
+    small: Segmenter,
+) -> None:
+    run = Run(small, PHOTOS)
+    assert [i.index for i in run.take_front(2)] == [0, 1]
+    back = run.take_back(2)
+    assert [i.index for i in back] == [5, 4] and run.waiting() == 2
+    run.hand_back(back, "the server is full")
+    # photos handed back go to the front lane, before the line, and only to it
+    assert run.take_front(3, line=False) == back and all(i.note for i in back)
+    assert run.take_front(1, line=False) == []
+    assert [i.index for i in run.take_back(5)] == [3, 2] and run.waiting() == 0
+    assert run.take_front(4) == [] and not run.done()
+
+
+def test_a_lane_waiting_for_a_change_misses_none(small: Segmenter) -> None:
+    """What a lane looked at after `mark` may change before it waits: the wait ends at once."""
+    run = Run(small, PHOTOS)
+    mark = run.mark()
+    run.changed()  # e.g. an overflow's state changed while the lane was deciding
+    waiter = threading.Thread(target=run.wait_change, args=(mark,))
+    waiter.start()
+    waiter.join(timeout=30)  # a guard against a hang, not a timing
+    assert not waiter.is_alive()
+    mark = run.mark()
+    waiter = threading.Thread(target=run.wait_change, args=(mark,))
+    waiter.start()
+    run.take_back(1)  # any change to the line wakes it
+    waiter.join(timeout=30)
+    assert not waiter.is_alive()
 
 
 def test_the_overflow_follows_the_local_rate_and_the_clock() -> None:

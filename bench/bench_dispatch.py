@@ -44,8 +44,9 @@ from triton_server import TritonServer, derive_model  # noqa: E402
 
 from inference import Prediction, Segmenter  # noqa: E402
 from inference.backends import Backend  # noqa: E402
+from inference.backends.base import create_backend  # noqa: E402
 from inference.backends.onnx_local import OnnxRuntimeBackend  # noqa: E402
-from inference.dispatch import Dispatcher, RemoteConfig  # noqa: E402
+from inference.dispatch import REMOTE_BACKEND, Dispatcher, RemoteConfig  # noqa: E402
 from inference.model_file import ModelFile  # noqa: E402
 from inference.system import physical_cores  # noqa: E402
 from inference.triton_repo import RepoSettings, write_repository  # noqa: E402
@@ -207,7 +208,7 @@ def with_server(
     with TritonServer(repo, log_path=scratch / "triton.log") as server:
         remote = RemoteConfig.parse(server.grpc_url, request_timeout_s=600)
         dispatch_remote = Dispatcher(seg, remote, budget_s=0)
-        triton = dispatch_remote._remote_backend()
+        triton = create_backend(REMOTE_BACKEND, seg.source_model, config=remote)
         triton.run(tensors[:1])
         in_process.run(tensors[:1])
 
@@ -218,6 +219,7 @@ def with_server(
             protocol(args.repeats, n, one_by_one(in_process), one_by_one(triton))
         if 3 in sections:
             together(args.repeats, seg, local_only, dispatch_remote, remote, photos)
+        triton.close()
         dispatch_remote.close()
 
 

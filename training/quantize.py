@@ -359,36 +359,21 @@ def evaluate_int8(
     names = ((c32.input_name, c32.output_name), (c8.input_name, c8.output_name))
     times: tuple[list[float], list[float]] = ([], [])
     evals: tuple[list[EvalPhoto], list[EvalPhoto]] = ([], [])
-    max_diff, sum_xy, sum_x, sum_y, sum_xx, sum_yy, count = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0
+    agreement = _Agreement()
     for index, (photo, mask) in enumerate(zip(photos, masks, strict=True)):
         _, prepared = read_for_model(photo, c32.preprocess)
         x = prepared.image[None]  # (1, S, S, 3) uint8
         if index == 0:
             for session, (i, o) in zip(sessions, names, strict=True):
                 session.run([o], {i: x})  # warm-up: allocation, kernel selection
-        outputs: list[np.ndarray] = [np.empty(0), np.empty(0)]
-        for r in range(repeats):
-            order = (0, 1) if (index + r) % 2 == 0 else (1, 0)  # alternate who runs first
-            for k in order:
-                i, o = names[k]
-                t0 = time.perf_counter()
-                (out,) = sessions[k].run([o], {i: x})
-                times[k].append(time.perf_counter() - t0)
-                outputs[k] = np.asarray(out, np.float32)[0, 0]  # (S, S)
+        outputs = _run_both(sessions, names, x, index, repeats, times)
         fov = prepared.geometry.fov_mask_working()
-        a, b = outputs[0][fov].astype(np.float64), outputs[1][fov].astype(np.float64)
-        max_diff = max(max_diff, float(np.abs(a - b).max()))
-        sum_x, sum_y, sum_xy = sum_x + a.sum(), sum_y + b.sum(), sum_xy + (a * b).sum()
-        sum_xx, sum_yy, count = sum_xx + (a * a).sum(), sum_yy + (b * b).sum(), count + a.size
+        agreement.add(outputs[0][fov].astype(np.float64), outputs[1][fov].astype(np.float64))
         if mask is not None:
             for k in (0, 1):
                 evals[k].append(EvalPhoto(photo.stem, outputs[k], prepared.geometry, Path(mask)))
         if progress is not None:
             progress(f"{index + 1}/{len(photos)} {photo.name}")
-    cov = sum_xy / count - (sum_x / count) * (sum_y / count)
-    var_x = sum_xx / count - (sum_x / count) ** 2
-    var_y = sum_yy / count - (sum_y / count) ** 2
-    correlation = cov / math.sqrt(var_x * var_y) if var_x > 0 and var_y > 0 else math.nan
     ms = [statistics.median(t) * 1e3 for t in times]
     result: dict[str, Any] = {
         "n_photos_timed": len(photos),
@@ -399,8 +384,8 @@ def evaluate_int8(
         "speedup": ms[0] / ms[1],
         "fp32_mb": len(fp32.data) / 2**20,
         "int8_mb": len(int8.data) / 2**20,
-        "max_abs_diff": max_diff,
-        "correlation": correlation,
+        "max_abs_diff": agreement.max_diff,
+        "correlation": agreement.correlation,
         "rule": SHIP_RULE,
     }
     if evals[0]:
@@ -418,6 +403,52 @@ def evaluate_int8(
         )
     result["ship"] = ship_int8(result.get("aupr_drop"), result["speedup"])
     return result
+
+
+def _run_both(
+    sessions: tuple[Any, Any],
+    names: tuple[tuple[str, str], tuple[str, str]],
+    x: np.ndarray,
+    index: int,
+    repeats: int,
+    times: tuple[list[float], list[float]],
+) -> list[np.ndarray]:
+    """Both models on one photo `repeats` times, alternating which runs first; each run's
+    seconds onto `times`, and the (S, S) maps of the last runs."""
+    outputs: list[np.ndarray] = [np.empty(0), np.empty(0)]
+    for r in range(repeats):
+        order = (0, 1) if (index + r) % 2 == 0 else (1, 0)  # alternate who runs first
+        for k in order:
+            i, o = names[k]
+            t0 = time.perf_counter()
+            (out,) = sessions[k].run([o], {i: x})
+            times[k].append(time.perf_counter() - t0)
+            outputs[k] = np.asarray(out, np.float32)[0, 0]  # (S, S)
+    return outputs
+
+
+class _Agreement:
+    """How far two probability maps are apart over many photos: the largest difference and
+    the correlation of every pixel pair, from running sums."""
+
+    def __init__(self) -> None:
+        self.max_diff, self.sum_xy, self.sum_x, self.sum_y = 0.0, 0.0, 0.0, 0.0
+        self.sum_xx, self.sum_yy, self.count = 0.0, 0.0, 0
+
+    def add(self, a: np.ndarray, b: np.ndarray) -> None:
+        self.max_diff = max(self.max_diff, float(np.abs(a - b).max()))
+        self.sum_x, self.sum_y = self.sum_x + a.sum(), self.sum_y + b.sum()
+        self.sum_xy = self.sum_xy + (a * b).sum()
+        self.sum_xx, self.sum_yy = self.sum_xx + (a * a).sum(), self.sum_yy + (b * b).sum()
+        self.count += a.size
+
+    @property
+    def correlation(self) -> float:
+        n = self.count
+        cov = self.sum_xy / n - (self.sum_x / n) * (self.sum_y / n)
+        var_x = self.sum_xx / n - (self.sum_x / n) ** 2
+        var_y = self.sum_yy / n - (self.sum_y / n) ** 2
+        return cov / math.sqrt(var_x * var_y) if var_x > 0 and var_y > 0 else math.nan
 
 
 def ship_int8(aupr_drop: float | None, speedup: float) -> bool:

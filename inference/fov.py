@@ -23,7 +23,7 @@ colour where no fundus circle was found), never by the circle fit alone.
 The detector is part of what a photo goes through before the model, so a model records it
 (`FovParams`, in its preprocessing recipe): the tag `DETECTOR`, the tunable parameters and
 the fixed numbers (`DetectorConstants`). A tag stands for exactly one set of numbers, forever:
-change any of them and the detector is another one, with a new tag (tests/test_fov.py pins
+change any of them and the detector is another one, with a new tag (tests/inference/test_fov.py pins
 each tag to its numbers). A model recorded with a detector this module does not implement
 cannot be given the crops it was trained on, so it is refused (`UnsupportedDetectorError`).
 """
@@ -51,7 +51,7 @@ class DetectorConstants:
     """The fixed numbers of the detector `DETECTOR` names; brightness levels are 0-255.
 
     Not tunable per model: each one decides which circle some photo gets. Changing one makes
-    another detector; give it a new `DETECTOR` tag (tests/test_fov.py fails until you do).
+    another detector; give it a new `DETECTOR` tag (tests/inference/test_fov.py fails until you do).
     """
 
     min_side_px: int = 64  # the shortest side a photo needs for a field of view to be found
@@ -146,7 +146,7 @@ class FovParams:
     model's export in b7d6423), and from here on the tag is pinned to these numbers. Schema-1
     files recorded a fixed `threshold` and `min_fill` for the earlier fixed-threshold detector
     instead; they are read without them and run with "adaptive-1", which finds the same circle
-    on the photos they were trained on (tests/test_fov.py, tests/test_contract.py).
+    on the photos they were trained on (tests/inference/test_fov.py, tests/inference/test_contract.py).
     """
 
     detector: str = DETECTOR

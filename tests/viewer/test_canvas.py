@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import idrid_mask, idrid_photo
+from conftest import REPO, idrid_mask, idrid_photo
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QColor, QImage, QWheelEvent
 from PySide6.QtTest import QTest
@@ -623,8 +623,9 @@ def test_high_dpi_maps_photo_pixels_to_device_pixels(tmp_path: Path) -> None:
     out = tmp_path / "hidpi.json"
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "QT_SCALE_FACTOR": "2"}
     here = Path(__file__).resolve().parent
+    paths = [str(REPO), str(REPO / "tests"), str(here)]
     code = (
-        f"import sys; sys.path[:0] = [{str(here.parent)!r}, {str(here)!r}]; "
+        f"import sys; sys.path[:0] = {paths!r}; "
         f"import test_canvas; test_canvas.hidpi_probe({str(out)!r})"
     )
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from conftest import REPO
 from torch import nn
 from torch.nn import functional as F
 
@@ -39,7 +40,6 @@ from training.pretrain import (
 from training.provenance import pretraining_note
 from training.weights import WeightKeysError, load_encoder_weights, load_imagenet_weights
 
-REPO = Path(__file__).resolve().parent.parent
 # Any folder of fundus photos pretrains; the tests' own IDRiD photos serve as the pool.
 UNLABELED = REPO / "tests" / "data" / "idrid-hemorrhage" / "images"
 WORKING = 128

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from PySide6.QtCore import QCoreApplication, QStandardPaths, QTranslator
 from PySide6.QtWidgets import QApplication, QCheckBox, QDockWidget, QGroupBox
 
@@ -18,7 +19,6 @@ from viewer.qt.actions import MENUS, SPECS, menu_title, shortcut_sheet_html
 from viewer.qt.main_window import MainWindow
 from viewer.qt.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
 TS = REPO / "viewer" / "i18n" / "hemaview_ko.ts"
 QM = REPO / "viewer" / "i18n" / "hemaview_ko.qm"
 BIN = Path(sys.executable).parent

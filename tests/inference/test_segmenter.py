@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import idrid_photo
+from conftest import REPO, idrid_photo
 
 from inference import (
     BackendError,
@@ -179,9 +179,7 @@ def test_running_the_model_sends_no_telemetry(model_path: Path, tmp_path: Path) 
         "import sys; from inference import Segmenter;"
         "seg = Segmenter.open(sys.argv[1]); print(seg.predict(sys.argv[2]).probability.shape)"
     )
-    photo = sorted(
-        (Path(__file__).resolve().parent.parent / "resources" / "samples").glob("*.jpg")
-    )[0]
+    photo = sorted((REPO / "resources" / "samples").glob("*.jpg"))[0]
     done = subprocess.run(
         [sys.executable, "-c", code, str(model_path), str(photo)],
         env=env,

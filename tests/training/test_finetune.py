@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import IDRID, IDRID_NUMBERS, idrid_photo
+from conftest import IDRID, IDRID_NUMBERS, REPO, idrid_photo
 
 from inference.contract import IDRID_ATTRIBUTION, PreprocessRecipe
 from inference.model_file import ModelFile
@@ -538,7 +538,7 @@ def test_a_crash_mid_write_leaves_the_previous_checkpoint_loadable(tmp_path: Pat
         "step": 3,
     }
     checkpoint.save(path, previous)
-    repo = Path(__file__).resolve().parent.parent
+    repo = REPO
     child = subprocess.Popen(
         [sys.executable, "-c", _CRASHING_WRITER, str(path)],
         cwd=repo,

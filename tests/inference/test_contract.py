@@ -93,7 +93,7 @@ def test_unknown_schema_version_is_refused(model_path: Path, tmp_path: Path) -> 
 def test_schema_1_models_are_read_with_the_adaptive_field_of_view(tmp_path: Path) -> None:
     """Schema 1 recorded the fixed-threshold detector's `threshold` and `min_fill`; such a
     model still opens, and its photos go through the adaptive detector (which finds the same
-    circle on IDRiD: tests/test_fov.py and the note of the field-of-view change)."""
+    circle on IDRiD: tests/inference/test_fov.py and the note of the field-of-view change)."""
     import json
 
     from inference.contract import PreprocessRecipe
@@ -201,7 +201,7 @@ def test_the_export_records_the_field_of_view_detector_and_its_numbers(tmp_path:
         HemaviewNet(ModelConfig()).eval(),
         path,
         PreprocessRecipe(working_size=64),
-        check_parity=False,  # tests/test_finetune.py checks the export's parity
+        check_parity=False,  # tests/training/test_finetune.py checks the export's parity
     )
     meta = _meta(onnx.load(str(path)))
     assert meta[KEY_SCHEMA_VERSION] == str(SCHEMA_VERSION)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from conftest import REPO
 from PySide6.QtCore import Qt, QTranslator
 from PySide6.QtGui import QColor, QFontMetrics, QFontMetricsF
 from PySide6.QtWidgets import QApplication, QLineEdit, QStyle, QStyleOptionFrame
@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QApplication, QLineEdit, QStyle, QStyleOptionFrame
 from viewer.qt.settings import Settings
 from viewer.qt.settings_dialog import SettingsDialog
 
-QM = Path(__file__).resolve().parent.parent / "viewer" / "i18n" / "hemaview_ko.qm"
+QM = REPO / "viewer" / "i18n" / "hemaview_ko.qm"
 
 
 @pytest.fixture(params=["en", "ko"])

@@ -33,7 +33,7 @@ def fp32_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
         HemaviewNet(ModelConfig()).eval(),
         out,
         PreprocessRecipe(working_size=SIZE),
-        check_parity=False,  # tests/test_finetune.py checks the export's parity
+        check_parity=False,  # tests/training/test_finetune.py checks the export's parity
     )
     return out
 

@@ -146,7 +146,7 @@ class FovParams:
     model's export in b7d6423), and from here on the tag is pinned to these numbers. Schema-1
     files recorded a fixed `threshold` and `min_fill` for the earlier fixed-threshold detector
     instead; they are read without them and run with "adaptive-1", which finds the same circle
-    on the photos they were trained on (tests/inference/test_fov.py, tests/inference/test_contract.py).
+    on the photos they were trained on (tests/inference/test_fov.py and test_contract.py).
     """
 
     detector: str = DETECTOR

@@ -18,6 +18,26 @@ IDRID = DATA / "idrid-hemorrhage"
 IDRID_NUMBERS = (1, 2, 3, 4, 5, 17, 29, 43)
 
 
+#: A reviewer's session that autosaves one stroke and then crashes (argv: autosave folder,
+#: photo): what the crash-restore tests start from, in a process of its own.
+CRASHING_SESSION = """
+import os, sys
+from pathlib import Path
+from inference.photo_io import read_photo
+from viewer.model.autosave import Autosaver
+from viewer.model.document import Document
+
+folder, path = sys.argv[1], sys.argv[2]
+photo = read_photo(path)
+doc = Document(Path(path), (photo.width, photo.height), photo.sha256)
+doc.begin_stroke()
+doc.stroke_to(2000, 1400, 40, True)
+doc.end_stroke()
+Autosaver(folder).save(doc)
+os._exit(1)  # a crash: no clean-up of any kind
+"""
+
+
 def idrid_photo(number: int) -> Path:
     assert number in IDRID_NUMBERS, f"IDRiD_{number:02d} is not among the test photos"
     return IDRID / "images" / f"IDRiD_{number:02d}.jpg"

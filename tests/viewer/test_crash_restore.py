@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import idrid_photo
+from conftest import CRASHING_SESSION, idrid_photo
 
 from inference import Segmenter
 from viewer.model.autosave import AutosaveState
@@ -20,23 +20,6 @@ from viewer.qt.settings import Settings
 TIMEOUT_MS = 120_000
 
 pytestmark = pytest.mark.usefixtures("private_user_folders", "discard_on_close")
-
-CRASHING_SESSION = """
-import os, sys
-from pathlib import Path
-from inference.photo_io import read_photo
-from viewer.model.autosave import Autosaver
-from viewer.model.document import Document
-
-folder, path = sys.argv[1], sys.argv[2]
-photo = read_photo(path)
-doc = Document(Path(path), (photo.width, photo.height), photo.sha256)
-doc.begin_stroke()
-doc.stroke_to(2000, 1400, 40, True)
-doc.end_stroke()
-Autosaver(folder).save(doc)
-os._exit(1)  # a crash: no clean-up of any kind
-"""
 
 
 def copy_photos(folder: Path, numbers: tuple[int, ...]) -> Path:

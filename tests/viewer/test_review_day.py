@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-from conftest import idrid_photo
+from conftest import CRASHING_SESSION, idrid_photo
 
 from inference import Segmenter
 from inference.labels import LabelFormatError, load_label, save_label
@@ -203,24 +203,6 @@ def test_a_failed_autosave_is_reported_as_such_and_leaves_the_model_alone(  # ty
     assert window.model_label.text() == model_text and window.segmenter is segmenter
     assert window.model_problem is None
     window.close()
-
-
-CRASHING_SESSION = """
-import os, sys
-from pathlib import Path
-from inference.photo_io import read_photo
-from viewer.model.autosave import Autosaver
-from viewer.model.document import Document
-
-folder, path = sys.argv[1], sys.argv[2]
-photo = read_photo(path)
-doc = Document(Path(path), (photo.width, photo.height), photo.sha256)
-doc.begin_stroke()
-doc.stroke_to(2000, 1400, 40, True)
-doc.end_stroke()
-Autosaver(folder).save(doc)
-os._exit(1)  # a crash: no clean-up of any kind
-"""
 
 
 def test_every_stroke_is_autosaved_and_a_crash_is_offered_back_at_start_up(  # type: ignore[no-untyped-def]

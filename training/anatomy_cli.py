@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from inference.anatomy.decode import DecodeParams
+from inference.contract import IDRID_ATTRIBUTION
 from training.anatomy import (
     AnatomyConfig,
     AnatomySample,
@@ -376,9 +377,7 @@ def model_card(
         "",
         "## Data and attribution",
         "",
-        "- IDRiD dataset (c) Prasanna Porwal, Samiksha Pachade and Manesh Kokare; Porwal et "
-        "al., Indian Diabetic Retinopathy Image Dataset (IDRiD): A Database for Diabetic "
-        "Retinopathy Screening Research, Data 2018, 3(3):25. Licence CC BY 4.0.",
+        f"- {IDRID_ATTRIBUTION}",
         "- Optic disc: IDRiD's own disc masks (segmentation part, optic disc), official "
         "training split, 54 photos (Kowa VX-10a, 50 degree field, 4288x2848); the same photos "
         "as the haemorrhage model's.",
